@@ -1,0 +1,253 @@
+"""Configuration: the bundled ``config.yaml`` under an optional user file, validated on load.
+
+This is the only module that reads configuration files. A bad key or value raises ConfigError with
+one line naming its path, e.g. ``wake.threshold: must be between 0 and 1``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Final
+
+import yaml
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+
+from assistant.errors import ConfigError
+
+DEFAULT_CONFIG: Final = Path(__file__).resolve().parent.parent / "config.yaml"
+MODELS_ENV: Final = "LINGLING_MODELS"
+
+
+def _between(low: float, high: float) -> AfterValidator:
+    def check(value: float) -> float:
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low:g} and {high:g}")
+        return value
+
+    return AfterValidator(check)
+
+
+def _positive(value: float) -> float:
+    if value <= 0:
+        raise ValueError("must be greater than 0")
+    return value
+
+
+Fraction = Annotated[float, _between(0.0, 1.0)]
+Seconds = Annotated[float, AfterValidator(_positive)]
+def _url(value: str) -> str:
+    if not value.startswith(("http://", "https://")):
+        raise ValueError("must be an http:// or https:// URL")
+    return value
+
+
+Url = Annotated[str, AfterValidator(_url)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class WakeWordConfig(_Section):
+    """One wake word with its own threshold and refractory time."""
+
+    model: str
+    """A name looked up in ``<models_dir>/openwakeword`` (``hey_jarvis``) or a path to an .onnx file."""
+    threshold: Fraction | None = None
+    """Score that fires this word; defaults to ``wake.threshold``."""
+    refractory_seconds: Annotated[float, _between(0.0, 60.0)] | None = None
+    """Time after a detection during which this word cannot fire again."""
+
+
+class WakeConfig(_Section):
+    models: list[str | WakeWordConfig] = Field(min_length=1)
+    """Wake words listened for at once."""
+    threshold: Fraction = 0.5
+    refractory_seconds: Annotated[float, _between(0.0, 60.0)] = 2.0
+
+    def words(self) -> list[WakeWordConfig]:
+        """Every wake word with the section's defaults filled in."""
+        words = []
+        for entry in self.models:
+            word = WakeWordConfig(model=entry) if isinstance(entry, str) else entry
+            words.append(
+                word.model_copy(
+                    update={
+                        "threshold": self.threshold if word.threshold is None else word.threshold,
+                        "refractory_seconds": self.refractory_seconds
+                        if word.refractory_seconds is None
+                        else word.refractory_seconds,
+                    }
+                )
+            )
+        return words
+
+
+class VadConfig(_Section):
+    model: str = "silero_vad"
+    """Silero VAD (ONNX): a name looked up in the models directory, or a path."""
+    threshold: Fraction = 0.5
+    """Speech probability above which a frame counts as speech."""
+    silence_seconds: Annotated[float, _between(0.1, 5.0)] = 0.7
+    """Trailing silence that ends a command."""
+    min_speech_seconds: Annotated[float, _between(0.0, 2.0)] = 0.16
+    """Speech needed before a command counts as started."""
+    no_speech_seconds: Annotated[float, _between(0.5, 60.0)] = 5.0
+    """Listening with no speech for this long goes back to idle."""
+    max_command_seconds: Annotated[float, _between(1.0, 120.0)] = 15.0
+    """A command is cut after this long."""
+    margin_seconds: Annotated[float, _between(0.0, 1.0)] = 0.16
+    """Audio kept before and after the speech in the upload."""
+
+
+class AudioConfig(_Section):
+    input_device: str | int | None = None
+    """Microphone by name (a substring) or index; null for the system default."""
+    output_device: str | int | None = None
+    """Speaker by name (a substring) or index; null for the system default."""
+    preroll_seconds: Annotated[float, _between(0.0, 5.0)] = 1.0
+    """Audio kept before listening starts, so a command said right after the wake word is kept."""
+    earcons: bool = True
+    """Play a short sound on waking and on errors."""
+
+
+class SttConfig(_Section):
+    url: Url = "http://127.0.0.1:8080/v1"
+    """whisper.cpp server started with ``--inference-path /v1/audio/transcriptions``."""
+    language: str | None = "en"
+    timeout_seconds: Seconds = 15.0
+
+
+class LlmConfig(_Section):
+    url: Url = "http://127.0.0.1:8081/v1"
+    """llama.cpp server (OpenAI-compatible API)."""
+    model: str = "default"
+    system_prompt: str = "You are Lingling, a helpful voice assistant. Answer briefly."
+    history_turns: Annotated[int, Field(ge=0, le=100)] = 6
+    """Earlier exchanges sent along with each question."""
+    history_chars: Annotated[int, Field(ge=0, le=100_000)] = 4000
+    max_tokens: Annotated[int, Field(ge=1, le=8192)] = 256
+    temperature: Annotated[float, _between(0.0, 2.0)] = 0.7
+    timeout_seconds: Seconds = 30.0
+    """Time allowed until the reply starts playing."""
+
+
+class TtsConfig(_Section):
+    voice: str = "en_US-lessac-medium"
+    """Piper voice: a name looked up in ``<models_dir>/piper`` or a path to an .onnx file."""
+    speaker_id: int | None = None
+    length_scale: Annotated[float, _between(0.1, 5.0)] | None = None
+    playback_timeout_seconds: Seconds = 60.0
+    """Watchdog: speaking longer than this without progress ends the turn."""
+
+
+class Config(_Section):
+    models_dir: Path = Path("models")
+    """Where models are looked up; the environment variable LINGLING_MODELS overrides it."""
+    wake: WakeConfig = WakeConfig(models=["hey_jarvis"])
+    vad: VadConfig = VadConfig()
+    audio: AudioConfig = AudioConfig()
+    stt: SttConfig = SttConfig()
+    llm: LlmConfig = LlmConfig()
+    tts: TtsConfig = TtsConfig()
+
+
+def load_config(
+    path: Path | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    base: Path = DEFAULT_CONFIG,
+) -> Config:
+    """Load the bundled defaults, overlay ``path`` (which may be partial) and validate."""
+    env = os.environ if env is None else env
+    data = _read_yaml(base)
+    anchor = base.parent  # a relative models_dir is relative to the file that set it
+    if path is not None:
+        user = _read_yaml(path)
+        data = _merge(data, user)
+        if "models_dir" in user:
+            anchor = path.parent
+    if env.get(MODELS_ENV):
+        data["models_dir"] = env[MODELS_ENV]
+        anchor = Path.cwd()
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_describe(err)) from err
+    models_dir = (anchor / config.models_dir.expanduser()).resolve()
+    return config.model_copy(update={"models_dir": models_dir})
+
+
+def find_model(models_dir: Path, name: str, kinds: tuple[str, ...], key: str) -> Path:
+    """Resolve a model name or path; ``key`` names the config entry in the error."""
+    candidate = Path(name).expanduser()
+    if candidate.suffix == ".onnx" or len(candidate.parts) > 1:
+        if candidate.is_file():
+            return candidate
+        raise ConfigError(f"{key}: no such file: {candidate}")
+    for kind in kinds:
+        folder = models_dir / kind
+        exact = folder / f"{name}.onnx"
+        if exact.is_file():
+            return exact
+        versions = sorted(folder.glob(f"{name}_v*.onnx"))
+        if versions:
+            return versions[-1]
+    where = ", ".join(str(models_dir / kind) for kind in kinds)
+    raise ConfigError(f"{key}: no model {name!r} in {where}")
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(f"{path}: {err.strerror or err}") from err
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}{where}: not valid YAML") from err
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: must be a mapping of settings")
+    return data
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+_UNION_BRANCHES: Final = {"str", "int", "float", "none", "WakeWordConfig"}
+
+
+def _describe(err: ValidationError) -> str:
+    # In a union (``str | WakeWordConfig``) the deepest error is the one that explains the value.
+    first = max(err.errors(), key=lambda error: len(error["loc"]))
+    path = ""
+    for part in first["loc"]:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part in _UNION_BRANCHES or part.startswith("function-"):
+            continue  # a union branch's name, not a key
+        else:
+            path += f".{part}" if path else str(part)
+    kind = first["type"]
+    if kind == "extra_forbidden":
+        message = "unknown key"
+    elif kind == "missing":
+        message = "required"
+    elif kind == "value_error":
+        message = str(first["ctx"]["error"]) if "ctx" in first else first["msg"]
+    else:
+        message = first["msg"][0].lower() + first["msg"][1:]
+    return f"{path or '(top level)'}: {message}"
