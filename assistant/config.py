@@ -37,6 +37,8 @@ def _positive(value: float) -> float:
 
 Fraction = Annotated[float, _between(0.0, 1.0)]
 Seconds = Annotated[float, AfterValidator(_positive)]
+
+
 def _url(value: str) -> str:
     if not value.startswith(("http://", "https://")):
         raise ValueError("must be an http:// or https:// URL")
@@ -54,7 +56,7 @@ class WakeWordConfig(_Section):
     """One wake word with its own threshold and refractory time."""
 
     model: str
-    """A name looked up in ``<models_dir>/openwakeword`` (``hey_jarvis``) or a path to an .onnx file."""
+    """A name looked up in ``<models_dir>/openwakeword`` (``hey_jarvis``), or an .onnx path."""
     threshold: Fraction | None = None
     """Score that fires this word; defaults to ``wake.threshold``."""
     refractory_seconds: Annotated[float, _between(0.0, 60.0)] | None = None

@@ -1,0 +1,119 @@
+"""What the runtime tells the outside world: states entered, turns finished, errors.
+
+Observers (the JSONL event log here; MQTT later) receive plain data and must not block.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+from assistant.commands import Outcome, Phase
+
+# The instants of a turn, in the order they normally happen (monotonic seconds).
+MARKS = (
+    "wake",
+    "listening",
+    "speech_end",
+    "upload",
+    "transcribed",
+    "llm_request",
+    "first_token",
+    "first_sentence",
+    "first_tts",
+    "first_audio",
+    "end",
+)
+# timings_ms key: (from mark, to mark)
+SPANS = {
+    "wake_to_listening": ("wake", "listening"),
+    "speech_end_to_upload": ("speech_end", "upload"),
+    "stt": ("upload", "transcribed"),
+    "llm_first_token": ("llm_request", "first_token"),
+    "llm_first_sentence": ("llm_request", "first_sentence"),
+    "tts_first_sentence": ("first_sentence", "first_tts"),
+    "speech_end_to_first_audio": ("speech_end", "first_audio"),
+    "total": ("wake", "end"),
+}
+
+
+@dataclass(slots=True)
+class TurnRecord:
+    """Everything known about one turn, filled in as it runs."""
+
+    turn: int
+    wake_word: str | None = None
+    wake_score: float | None = None
+    transcript: str | None = None
+    response: str | None = None
+    outcome: Outcome | None = None
+    error: str | None = None
+    llm_timings: dict[str, float] | None = None
+    marks: dict[str, float] = field(default_factory=dict)
+
+    def mark(self, name: str, now: float) -> None:
+        """Record instant ``name`` once (the first time it happens)."""
+        assert name in MARKS, name
+        self.marks.setdefault(name, now)
+
+    def timings_ms(self) -> dict[str, float]:
+        return {
+            key: round((self.marks[end] - self.marks[start]) * 1000.0, 1)
+            for key, (start, end) in SPANS.items()
+            if start in self.marks and end in self.marks
+        }
+
+    def as_event(self) -> dict[str, Any]:
+        event: dict[str, Any] = {
+            "event": "turn",
+            "turn": self.turn,
+            "wake_word": self.wake_word,
+            "transcript": self.transcript,
+            "response": self.response,
+            "outcome": str(self.outcome) if self.outcome else None,
+            "timings_ms": self.timings_ms(),
+        }
+        if self.error:
+            event["error"] = self.error
+        if self.llm_timings:
+            event["llm_timings"] = self.llm_timings
+        return event
+
+
+class Observer(Protocol):
+    def state_entered(self, phase: Phase, turn: int, t_seconds: float) -> None: ...
+
+    def turn_finished(self, record: TurnRecord) -> None: ...
+
+    def error_reported(self, turn: int, code: str, message: str, phase: Phase) -> None: ...
+
+
+class JsonlEventLog:
+    """``--events FILE``: one JSON object per line, flushed as it happens."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._stream = stream
+
+    @classmethod
+    def open(cls, path: Path) -> JsonlEventLog:
+        return cls(path.open("w", encoding="utf-8"))
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def _write(self, event: dict[str, Any]) -> None:
+        self._stream.write(json.dumps(event, ensure_ascii=False) + "\n")
+        self._stream.flush()
+
+    def state_entered(self, phase: Phase, turn: int, t_seconds: float) -> None:
+        self._write({"event": "state", "state": str(phase), "turn": turn, "t": round(t_seconds, 3)})
+
+    def turn_finished(self, record: TurnRecord) -> None:
+        self._write(record.as_event())
+
+    def error_reported(self, turn: int, code: str, message: str, phase: Phase) -> None:
+        self._write(
+            {"event": "error", "turn": turn, "code": code, "message": message, "state": str(phase)}
+        )

@@ -1,0 +1,103 @@
+"""Config loading: defaults, partial files, the models directory, and one-line errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from assistant.config import DEFAULT_CONFIG, Config, find_model, load_config
+from assistant.errors import ConfigError
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_the_bundled_config_is_the_default() -> None:
+    config = load_config(env={})
+    assert config.models_dir == (DEFAULT_CONFIG.parent / "models").resolve()
+    assert config.wake.models == ["hey_jarvis"]
+    assert config.stt.url == "http://127.0.0.1:8080/v1"
+    # Every key of the bundled file is a real setting with the documented default.
+    assert config == Config.model_validate({**config.model_dump(), "models_dir": config.models_dir})
+
+
+def test_a_partial_file_changes_only_its_keys(tmp_path: Path) -> None:
+    path = write(tmp_path, "wake:\n  threshold: 0.7\nllm:\n  model: qwen\n")
+    config = load_config(path, env={})
+    assert config.wake.threshold == 0.7
+    assert config.wake.models == ["hey_jarvis"]  # from the defaults, same section
+    assert config.llm.model == "qwen"
+    assert config.llm.url == "http://127.0.0.1:8081/v1"
+
+
+def test_models_dir_is_relative_to_the_file_that_sets_it(tmp_path: Path) -> None:
+    path = write(tmp_path, "models_dir: mine\n")
+    assert load_config(path, env={}).models_dir == (tmp_path / "mine").resolve()
+
+
+def test_the_environment_overrides_models_dir(tmp_path: Path) -> None:
+    path = write(tmp_path, "models_dir: mine\n")
+    config = load_config(path, env={"LINGLING_MODELS": str(tmp_path / "env")})
+    assert config.models_dir == (tmp_path / "env").resolve()
+
+
+def test_per_word_settings_fall_back_to_the_section() -> None:
+    config = Config.model_validate(
+        {"wake": {"models": ["alexa", {"model": "hey_jarvis", "threshold": 0.8}]}}
+    )
+    words = config.wake.words()
+    assert [(w.model, w.threshold, w.refractory_seconds) for w in words] == [
+        ("alexa", 0.5, 2.0),
+        ("hey_jarvis", 0.8, 2.0),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("wake: {threshold: 2}", "wake.threshold: must be between 0 and 1"),
+        ("wake: {thresold: 0.5}", "wake.thresold: unknown key"),
+        ("colour: blue", "colour: unknown key"),
+        ("wake: {models: []}", "wake.models: list should have at least 1 item"),
+        ("wake: {models: [{model: a, threshold: -1}]}", "wake.models[0].threshold: must be"),
+        ("wake: {models: [{threshold: 0.5}]}", "wake.models[0].model: required"),
+        ("vad: {silence_seconds: 0}", "vad.silence_seconds: must be between 0.1 and 5"),
+        ("vad: {silence_seconds: soon}", "vad.silence_seconds: input should be a valid number"),
+        ("stt: {url: localhost:8080}", "stt.url: must be an http:// or https:// URL"),
+        ("stt: {timeout_seconds: 0}", "stt.timeout_seconds: must be greater than 0"),
+        ("llm: {history_turns: -1}", "llm.history_turns: input should be greater than or equal"),
+        ("audio: {input_device: [1]}", "audio.input_device: input should be a valid"),
+        ("tts: {voice: 3}", "tts.voice: input should be a valid string"),
+        ("- a list", "must be a mapping of settings"),
+        ("wake: [", "not valid YAML"),
+    ],
+)
+def test_a_bad_value_is_named_by_its_path(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, text), env={})
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_a_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"nope\.yaml"):
+        load_config(tmp_path / "nope.yaml", env={})
+
+
+def test_find_model_by_name_version_or_path(tmp_path: Path) -> None:
+    (tmp_path / "openwakeword").mkdir()
+    versioned = tmp_path / "openwakeword" / "hey_jarvis_v0.1.onnx"
+    versioned.write_bytes(b"")
+    exact = tmp_path / "openwakeword" / "alexa.onnx"
+    exact.write_bytes(b"")
+    assert find_model(tmp_path, "hey_jarvis", ("openwakeword",), "k") == versioned
+    assert find_model(tmp_path, "alexa", ("openwakeword",), "k") == exact
+    assert find_model(tmp_path, str(exact), ("openwakeword",), "k") == exact
+    with pytest.raises(ConfigError, match=r"wake\.models\[1\]: no model 'nope'"):
+        find_model(tmp_path, "nope", ("openwakeword",), "wake.models[1]")
+    with pytest.raises(ConfigError, match=r"tts\.voice: no such file"):
+        find_model(tmp_path, "/no/such/voice.onnx", ("piper",), "tts.voice")
