@@ -1,0 +1,228 @@
+"""Generated test audio: 16 kHz mono int16 clips built from speech, silence and noise.
+
+Every helper returns a 1-D ``numpy.int16`` array (``Audio``) at 16 kHz, so parts can be joined with
+``concat`` and cut into 80 ms frames with ``frames``. Speech comes from espeak-ng (resampled by sox)
+and is cached under ``~/.cache/lingling-tests/`` (``$XDG_CACHE_HOME`` is honoured), so only the
+first run pays for it. Without espeak-ng or sox the calling test is skipped, or fails when the
+environment variable CI is set.
+
+A ``Scenario`` is "wake word + command + silence" with the true sample positions of the command,
+for assertions such as "the command was not cut"::
+
+    scene = Scenario.build("turn on the kitchen light")
+    for frame in scene.frames(): ...
+    assert scene.command_start_seconds < ...
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import wave
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from assistant.audioformat import FRAME_BYTES, FRAME_SAMPLES, SAMPLE_RATE_HZ, SAMPLE_WIDTH_BYTES
+
+Audio = npt.NDArray[np.int16]
+
+DATA_DIR: Final = Path(__file__).parent / "data"
+VOICED_LEVEL: Final = 300
+"""Samples louder than this (int16 units) count as voiced when speech is trimmed."""
+_CACHE_VERSION: Final = "1"
+
+
+def cache_dir() -> Path:
+    """Where generated speech is kept between runs."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "lingling-tests"
+
+
+def require_speech_tools() -> None:
+    """Skip the calling test when espeak-ng or sox is missing (fail when CI is set)."""
+    missing = [tool for tool in ("espeak-ng", "sox") if shutil.which(tool) is None]
+    if not missing:
+        return
+    reason = f"{' and '.join(missing)} not installed (apt-get install espeak-ng sox)"
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason}; in CI a missing tool is a failure")
+    pytest.skip(reason)
+
+
+def speak(text: str, voice: str = "en-us", words_per_minute: int = 150) -> Audio:
+    """``text`` spoken by espeak-ng, trimmed to its voiced part (no leading or trailing silence)."""
+    key = hashlib.sha256(
+        f"{_CACHE_VERSION}\0{text}\0{voice}\0{words_per_minute}".encode()
+    ).hexdigest()[:24]
+    path = cache_dir() / f"speak-{key}.wav"
+    if path.is_file():
+        return read_wav(path)
+    require_speech_tools()
+    espeak = subprocess.run(
+        ["espeak-ng", "-v", voice, "-s", str(words_per_minute), "--stdout", text],
+        check=True,
+        capture_output=True,
+    )
+    to_raw = ("-r", str(SAMPLE_RATE_HZ), "-c", "1", "-b", "16", "-e", "signed-integer", "-t", "raw")
+    sox = subprocess.run(
+        ["sox", "-t", "wav", "-", *to_raw, "-"],
+        input=espeak.stdout,
+        check=True,
+        capture_output=True,
+    )
+    samples = _trim(np.frombuffer(sox.stdout, dtype=np.int16))
+    if samples.size == 0:
+        raise ValueError(f"espeak-ng produced no speech for {text!r}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(f".{os.getpid()}.tmp")
+    write_wav(partial, samples)
+    partial.replace(path)  # atomic: parallel test runs never read half a file
+    return samples
+
+
+def silence(seconds: float) -> Audio:
+    return np.zeros(_samples(seconds), dtype=np.int16)
+
+
+def noise(seconds: float, rms: float, seed: int = 0) -> Audio:
+    """White noise with the given RMS in int16 units (full scale is 32768); the same for a seed."""
+    rng = np.random.default_rng(seed)
+    return _to_int16(rng.normal(0.0, rms, _samples(seconds)))
+
+
+def mix(signal: Audio, noise_rms: float, seed: int = 0) -> Audio:
+    """``signal`` with white noise of ``noise_rms`` (int16 units) added over its whole length."""
+    rng = np.random.default_rng(seed)
+    return _to_int16(signal.astype(np.float64) + rng.normal(0.0, noise_rms, signal.size))
+
+
+def recording(name: str) -> Audio:
+    """``tests/data/NAME.wav`` (16 kHz mono int16)."""
+    return read_wav(DATA_DIR / f"{name}.wav")
+
+
+def concat(*parts: Audio) -> Audio:
+    return np.concatenate([np.asarray(part, dtype=np.int16) for part in parts])
+
+
+def rms(samples: Audio) -> float:
+    return float(np.sqrt(np.mean(np.square(samples.astype(np.float64))))) if samples.size else 0.0
+
+
+def frames(samples: Audio) -> list[bytes]:
+    """80 ms frames (``FRAME_BYTES`` each); the last one is padded with zeros."""
+    data = concat(samples, np.zeros(-samples.size % FRAME_SAMPLES, np.int16)).tobytes()
+    return [data[i : i + FRAME_BYTES] for i in range(0, len(data), FRAME_BYTES)]
+
+
+def read_wav(path: Path) -> Audio:
+    with wave.open(str(path), "rb") as wav:
+        if (wav.getframerate(), wav.getnchannels(), wav.getsampwidth()) != (
+            SAMPLE_RATE_HZ,
+            1,
+            SAMPLE_WIDTH_BYTES,
+        ):
+            raise ValueError(f"{path}: not 16 kHz mono 16-bit")
+        return np.frombuffer(wav.readframes(wav.getnframes()), dtype=np.int16).copy()
+
+
+def write_wav(path: Path, samples: Audio) -> None:
+    with wave.open(str(path), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(SAMPLE_WIDTH_BYTES)
+        wav.setframerate(SAMPLE_RATE_HZ)
+        wav.writeframes(np.asarray(samples, dtype=np.int16).tobytes())
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A clip of lead-in, wake word, pause, command and trailing silence, with true positions.
+
+    Positions are sample indices into ``samples``; ``command_end`` is one past the last sample.
+    """
+
+    samples: Audio
+    wake_start: int
+    wake_end: int
+    command_start: int
+    command_end: int
+
+    @classmethod
+    def build(
+        cls,
+        command: str | Audio,
+        *,
+        wake: str | Audio | None = "hey jarvis",
+        lead_seconds: float = 1.0,
+        pause_seconds: float = 0.3,
+        trail_seconds: float = 2.0,
+        noise_rms: float = 0.0,
+        seed: int = 0,
+    ) -> Scenario:
+        """Build a scenario; text is spoken with ``speak``, arrays are used as they are.
+
+        ``wake=None`` leaves the wake word (and the pause) out. ``noise_rms`` > 0 adds white noise
+        of that RMS over the whole clip (the positions stay those of the clean parts).
+        """
+        wake_audio = _spoken(wake) if wake is not None else silence(0.0)
+        command_audio = _spoken(command)
+        lead = silence(lead_seconds)
+        pause = silence(pause_seconds) if wake is not None else silence(0.0)
+        samples = concat(lead, wake_audio, pause, command_audio, silence(trail_seconds))
+        if noise_rms > 0:
+            samples = mix(samples, noise_rms, seed)
+        command_start = lead.size + wake_audio.size + pause.size
+        return cls(
+            samples=samples,
+            wake_start=lead.size,
+            wake_end=lead.size + wake_audio.size,
+            command_start=command_start,
+            command_end=command_start + command_audio.size,
+        )
+
+    @property
+    def command_start_seconds(self) -> float:
+        return self.command_start / SAMPLE_RATE_HZ
+
+    @property
+    def command_end_seconds(self) -> float:
+        return self.command_end / SAMPLE_RATE_HZ
+
+    @property
+    def pcm(self) -> bytes:
+        return self.samples.tobytes()
+
+    def frames(self) -> list[bytes]:
+        return frames(self.samples)
+
+    def frames_from(self, sample: int) -> list[bytes]:
+        """The 80 ms frames starting at sample index ``sample`` (e.g. ``wake_end``)."""
+        return frames(self.samples[sample:])
+
+
+def _spoken(part: str | Audio) -> Audio:
+    return speak(part) if isinstance(part, str) else np.asarray(part, dtype=np.int16)
+
+
+def _samples(seconds: float) -> int:
+    if seconds < 0:
+        raise ValueError("seconds must not be negative")
+    return round(seconds * SAMPLE_RATE_HZ)
+
+
+def _to_int16(values: npt.NDArray[np.float64]) -> Audio:
+    return np.clip(np.round(values), -32768, 32767).astype(np.int16)
+
+
+def _trim(samples: Audio) -> Audio:
+    voiced = np.flatnonzero(np.abs(samples.astype(np.int32)) > VOICED_LEVEL)
+    if voiced.size == 0:
+        return samples[:0].copy()
+    return samples[voiced[0] : voiced[-1] + 1].copy()
