@@ -1,0 +1,201 @@
+"""llama.cpp's server through the OpenAI client: streamed replies, and the bounded conversation.
+
+``LlamaChat.stream()`` yields the reply's text deltas as they arrive, then one chunk with
+llama.cpp's ``timings`` (prompt and generation speed, ``cache_n`` prompt tokens reused from the
+server's cache). ``Conversation`` builds the messages so that consecutive prompts share their
+prefix: the server then only evaluates what is new. Sentences for speech come from
+``assistant.sentences.SentenceSplitter``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncGenerator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Final, cast
+
+import httpx2
+from openai import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    AsyncOpenAI,
+    OpenAIError,
+)
+
+from assistant.config import LlmConfig
+from assistant.errors import ChatError
+from assistant.ports import ChatChunk, Message
+
+if TYPE_CHECKING:
+    from openai.types.chat import ChatCompletionMessageParam
+
+_LOGGER = logging.getLogger(__name__)
+
+API_KEY: Final = "no-key"
+"""The local servers ignore the key, but the client refuses to start without one."""
+MAX_RETRIES: Final = 0
+"""No automatic retries: see ``openai_client``."""
+CONNECT_TIMEOUT_SECONDS: Final = 3.0
+HISTORY_KEEP_FRACTION: Final = 0.5
+
+
+def openai_client(
+    url: str, timeout_seconds: float, http_client: httpx2.AsyncClient | None = None
+) -> AsyncOpenAI:
+    """The ``AsyncOpenAI`` client both local-server adapters use.
+
+    ``max_retries=0``: the client would also retry timeouts and 5xx answers, which doubles the
+    wait past ``timeout_seconds`` while the user stands there, and a failing local server fails
+    the same way again; a refused connection means the server is down. The turn fails at once
+    with a clear error instead, and the user can simply ask again. Connecting gets at most
+    ``CONNECT_TIMEOUT_SECONDS``: the servers are local, and a dead host should fail fast.
+    """
+    return AsyncOpenAI(
+        base_url=url,
+        api_key=API_KEY,
+        max_retries=MAX_RETRIES,
+        timeout=httpx2.Timeout(
+            timeout_seconds, connect=min(timeout_seconds, CONNECT_TIMEOUT_SECONDS)
+        ),
+        http_client=http_client,
+    )
+
+
+def describe_api_error(err: BaseException, server: str, url: str) -> str:
+    """One line saying what went wrong talking to ``server`` at ``url``."""
+    if isinstance(err, APITimeoutError | httpx2.TimeoutException):
+        return f"{server} at {url} did not answer in time"
+    if isinstance(err, APIConnectionError | httpx2.TransportError):
+        cause = err.__cause__ or err.__context__ or err
+        return f"cannot reach {server} at {url}: {cause}"
+    if isinstance(err, APIStatusError):
+        detail = err.body.get("message") if isinstance(err.body, Mapping) else err.body
+        text = f"{server} at {url} answered HTTP {err.status_code}"
+        return f"{text}: {_short(str(detail))}" if detail else text
+    return f"{server} at {url} failed: {_short(str(err))}"
+
+
+def _short(text: str, limit: int = 200) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class LlamaChat:
+    """``Chat`` on llama.cpp's ``/v1/chat/completions``; one client, its connections reused.
+
+    The client (and an ``http_client`` passed in) is closed by ``aclose()``.
+    """
+
+    SERVER: Final = "the llama.cpp server"
+
+    def __init__(self, config: LlmConfig, *, http_client: httpx2.AsyncClient | None = None) -> None:
+        self._config = config
+        self._client = openai_client(config.url, config.timeout_seconds, http_client)
+
+    async def stream(self, messages: Sequence[Message]) -> AsyncGenerator[ChatChunk, None]:
+        """Text deltas in order, then ``ChatChunk(timings=...)`` when the server sent them.
+
+        Cancelling the task closes the response, and so does ``aclose()`` on the generator (use
+        ``contextlib.aclosing`` when leaving the loop early): llama.cpp then stops generating.
+        A generator merely abandoned keeps its connection until it is garbage-collected.
+        """
+        config = self._config
+        params = cast("list[ChatCompletionMessageParam]", [dict(m) for m in messages])
+        try:
+            stream = await self._client.chat.completions.create(
+                model=config.model,
+                messages=params,
+                stream=True,
+                max_tokens=config.max_tokens,
+                temperature=config.temperature,
+            )
+        except (OpenAIError, httpx2.HTTPError) as err:
+            raise ChatError(describe_api_error(err, self.SERVER, config.url)) from err
+        timings: Mapping[str, float] | None = None
+        try:
+            async for chunk in stream:
+                for choice in chunk.choices:
+                    if choice.delta.content:
+                        yield ChatChunk(text=choice.delta.content)
+                    if choice.finish_reason == "length":
+                        _LOGGER.info("reply cut at max_tokens=%d", config.max_tokens)
+                timings = _timings(chunk.model_extra) or timings
+        except (OpenAIError, httpx2.HTTPError, ValueError) as err:
+            # ValueError: a data line that is not JSON
+            raise ChatError(describe_api_error(err, self.SERVER, config.url)) from err
+        finally:
+            await stream.close()
+        if timings is not None:
+            yield ChatChunk(timings=timings)
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+
+def _timings(extra: Mapping[str, Any] | None) -> dict[str, float] | None:
+    value = (extra or {}).get("timings")
+    if not isinstance(value, Mapping):
+        return None
+    return {
+        str(key): float(number)
+        for key, number in value.items()
+        if isinstance(number, int | float) and not isinstance(number, bool)
+    }
+
+
+class Conversation:
+    """The system prompt, a bounded history of exchanges and the new question.
+
+    History grows until it would hold more than ``history_turns`` exchanges or
+    ``history_chars`` characters; then the oldest exchanges are dropped until it is back to half
+    of both limits (the newest exchange stays when it fits the limits on its own). Dropping in a
+    batch, and never rewriting what is kept, leaves the prompt's prefix unchanged for several
+    turns in a row, so llama.cpp reuses its cached tokens; dropping one exchange per turn would
+    change the prefix right after the system prompt on every turn.
+    """
+
+    def __init__(self, system_prompt: str, history_turns: int, history_chars: int) -> None:
+        if history_turns < 0 or history_chars < 0:
+            raise ValueError("history limits must not be negative")
+        self.system_prompt = system_prompt
+        self.history_turns = history_turns
+        self.history_chars = history_chars
+        self._history: list[tuple[str, str]] = []
+
+    @classmethod
+    def from_config(cls, config: LlmConfig) -> Conversation:
+        return cls(config.system_prompt, config.history_turns, config.history_chars)
+
+    @property
+    def history(self) -> tuple[tuple[str, str], ...]:
+        """The kept (user, assistant) exchanges, oldest first."""
+        return tuple(self._history)
+
+    def messages(self, user_text: str) -> list[dict[str, str]]:
+        messages = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
+        for question, answer in self._history:
+            messages.append({"role": "user", "content": question})
+            messages.append({"role": "assistant", "content": answer})
+        messages.append({"role": "user", "content": user_text})
+        return messages
+
+    def record(self, user_text: str, reply_text: str) -> None:
+        """Remember an exchange. Pass the reply as the model wrote it (the raw deltas joined),
+        so the next prompt repeats the tokens the server already has in its cache."""
+        history = self._history
+        history.append((user_text, reply_text))
+        if len(history) <= self.history_turns and self._chars() <= self.history_chars:
+            return
+        keep_turns = int(self.history_turns * HISTORY_KEEP_FRACTION)
+        keep_chars = int(self.history_chars * HISTORY_KEEP_FRACTION)
+        while history and (len(history) > keep_turns or self._chars() > keep_chars):
+            newest_fits = len(history) == 1 and self.history_turns >= 1
+            if newest_fits and self._chars() <= self.history_chars:
+                break
+            del history[0]
+
+    def clear(self) -> None:
+        self._history.clear()
+
+    def _chars(self) -> int:
+        return sum(len(question) + len(answer) for question, answer in self._history)

@@ -1,0 +1,623 @@
+"""Loopback HTTP servers that speak whisper.cpp's and llama.cpp's wire formats (stdlib only).
+
+Each server runs a ``ThreadingHTTPServer`` on 127.0.0.1 with a free port in a daemon thread:
+
+    with FakeWhisperServer() as whisper:
+        transcriber = WhisperTranscriber(SttConfig(url=whisper.v1_url))
+
+They answer like the real servers (checked against whisper.cpp 1.9.1's ``whisper-server`` and
+llama.cpp's ``llama-server``, see tests/test_real_servers.py) and record every request with
+``time.monotonic()`` stamps, so tests can compare them with the client's own clock. Public
+attributes set before or during a test inject faults: ``delay_seconds``, ``error_status``,
+``hang`` / ``stall_after_tokens`` (released by ``stop()``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import random
+import re
+import socket
+import string
+import threading
+import time
+import wave
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any, ClassVar, Final, Self
+
+JSON_TYPE: Final = "application/json"
+LLAMA_JSON_TYPE: Final = "application/json; charset=utf-8"
+LLAMA_FINGERPRINT: Final = "b1-0000000"
+
+
+class _HttpServer(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+
+    def __init__(self, owner: LoopbackServer) -> None:
+        self.owner = owner
+        self.connections: set[socket.socket] = set()
+        self.connections_lock = threading.Lock()
+        super().__init__(("127.0.0.1", 0), _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self.connections_lock:
+            self.connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self.connections_lock:
+            self.connections.discard(request)
+        super().shutdown_request(request)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, like cpp-httplib
+    disable_nagle_algorithm = True  # headers and body go out in separate writes
+    server: _HttpServer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self.server.owner.handle(self, "GET")
+
+    def do_POST(self) -> None:
+        self.server.owner.handle(self, "POST")
+
+    def body(self) -> bytes:
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def answer(
+        self,
+        status: int,
+        content: bytes | str,
+        content_type: str = JSON_TYPE,
+        *,
+        close: bool = False,
+    ) -> None:
+        data = content.encode() if isinstance(content, str) else content
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        if close:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(data)
+
+    def answer_json(
+        self, status: int, value: object, content_type: str = JSON_TYPE, *, close: bool = False
+    ) -> None:
+        self.answer(status, json.dumps(value, separators=(",", ":")), content_type, close=close)
+
+
+class LoopbackServer:
+    """Start/stop and the shared fault hooks; subclasses implement ``handle``."""
+
+    def __init__(self) -> None:
+        self.delay_seconds = 0.0
+        """Wait this long before answering (``stop()`` cuts it short)."""
+        self.hang = False
+        """Never answer: the request waits until ``stop()``."""
+        self.error_status: int | None = None
+        """Answer every API request with this HTTP status and the server's error body."""
+        self._released = threading.Event()
+        self._arrivals = threading.Condition()
+        self._arrived = 0
+        self._httpd: _HttpServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        if self._httpd is None:
+            raise RuntimeError("server not started")
+        return int(self._httpd.server_address[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def v1_url(self) -> str:
+        """The base URL an OpenAI client needs."""
+        return f"{self.url}/v1"
+
+    def start(self) -> Self:
+        self._released.clear()
+        self._httpd = _HttpServer(self)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=type(self).__name__,
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, release hung requests and close every connection."""
+        httpd, self._httpd = self._httpd, None
+        if httpd is None:
+            return
+        self._released.set()
+        httpd.shutdown()
+        with httpd.connections_lock:
+            connections = list(httpd.connections)
+        for connection in connections:
+            with contextlib.suppress(OSError):  # already closed by the client
+                connection.shutdown(socket.SHUT_RDWR)
+        httpd.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def wait(self, seconds: float | None) -> bool:
+        """Sleep up to ``seconds`` (None: until ``stop()``); True when ``stop()`` cut it short."""
+        if seconds is not None and seconds <= 0:
+            return self._released.is_set()
+        return self._released.wait(seconds)
+
+    def wait_for_requests(self, count: int = 1, timeout_seconds: float = 1.0) -> None:
+        """Block until ``count`` API requests have arrived (call it via ``asyncio.to_thread``)."""
+        with self._arrivals:
+            if not self._arrivals.wait_for(lambda: self._arrived >= count, timeout_seconds):
+                raise TimeoutError(f"{self._arrived} of {count} requests arrived")
+
+    def _note_arrival(self) -> None:
+        with self._arrivals:
+            self._arrived += 1
+            self._arrivals.notify_all()
+
+    def handle(self, handler: _Handler, method: str) -> None:
+        raise NotImplementedError
+
+
+# --- whisper.cpp ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class WhisperRequest:
+    """One upload as ``whisper-server`` received it."""
+
+    wav: bytes
+    pcm: bytes
+    sample_rate_hz: int
+    channels: int
+    sample_width_bytes: int
+    filename: str | None
+    fields: dict[str, str]
+    arrived_at: float
+    client_port: int
+
+
+class FakeWhisperServer(LoopbackServer):
+    """``whisper-server --inference-path /v1/audio/transcriptions`` answering ``text``.
+
+    Like the real server with the scripted test model: ``text`` once per started 30 s window
+    (whisper's segments), and ``""`` for audio shorter than ``MIN_AUDIO_SECONDS``.
+    """
+
+    INFERENCE_PATH: ClassVar[str] = "/v1/audio/transcriptions"
+    MIN_AUDIO_SECONDS: ClassVar[float] = 0.12  # measured: 110 ms gives "", 120 ms gives text
+    WINDOW_SECONDS: ClassVar[float] = 30.0
+
+    def __init__(self, text: str = " turn on the kitchen light\n") -> None:
+        super().__init__()
+        self.text = text
+        self.requests: list[WhisperRequest] = []
+        self._mutex = threading.Lock()  # the real server runs one inference at a time
+
+    def handle(self, handler: _Handler, method: str) -> None:
+        path = handler.path.split("?", 1)[0]
+        body = handler.body()
+        if method == "GET" and path == "/health":
+            handler.answer_json(200, {"status": "ok"})
+        elif method == "POST" and path == self.INFERENCE_PATH:
+            with self._mutex:
+                self._transcribe(handler, body)
+        else:
+            handler.answer(404, f"File Not Found ({path})", "text/plain")
+
+    def _transcribe(self, handler: _Handler, body: bytes) -> None:
+        arrived_at = time.monotonic()
+        parts = parse_multipart(handler.headers.get("Content-Type", ""), body)
+        # whisper-server's error handler replaces the body of every 400 with this text
+        if parts is None or "file" not in parts:
+            handler.answer(400, "Invalid request", "text/plain")
+            return
+        filename, wav = parts.pop("file")
+        try:
+            with wave.open(io.BytesIO(wav), "rb") as reader:
+                audio = reader.readframes(reader.getnframes())
+                rate, channels = reader.getframerate(), reader.getnchannels()
+                width = reader.getsampwidth()
+        except (wave.Error, EOFError):
+            handler.answer(400, "Invalid request", "text/plain")
+            return
+        fields = {name: value.decode() for name, (_, value) in parts.items()}
+        self.requests.append(
+            WhisperRequest(
+                wav=wav,
+                pcm=audio,
+                sample_rate_hz=rate,
+                channels=channels,
+                sample_width_bytes=width,
+                filename=filename,
+                fields=fields,
+                arrived_at=arrived_at,
+                client_port=int(handler.client_address[1]),
+            )
+        )
+        self._note_arrival()
+        if self.hang:
+            self.wait(None)
+            return
+        if self.wait(self.delay_seconds):
+            return
+        if self.error_status == 400:
+            handler.answer(400, "Invalid request", "text/plain")
+            return
+        if self.error_status is not None:
+            handler.answer_json(self.error_status, {"error": "failed to process audio"})
+            return
+        seconds = len(audio) / max(1, rate * channels * width)
+        windows = 0 if seconds < self.MIN_AUDIO_SECONDS else -int(-seconds // self.WINDOW_SECONDS)
+        text = self.text * windows
+        response_format = fields.get("response_format", "json")
+        if response_format == "text":
+            handler.answer(200, text, "text/html; charset=utf-8")
+        elif response_format == "verbose_json":
+            handler.answer_json(
+                200,
+                {
+                    "task": "transcribe",
+                    "language": "english",
+                    "duration": seconds,
+                    "text": text,
+                    "segments": [],
+                },
+            )
+        else:  # json, and like the real server any format it does not know
+            handler.answer_json(200, {"text": text})
+
+
+def parse_multipart(content_type: str, body: bytes) -> dict[str, tuple[str | None, bytes]] | None:
+    """``multipart/form-data`` fields as ``{name: (filename, content)}``; None if not multipart."""
+    boundary = re.search(r'boundary="?([^";]+)"?', content_type)
+    if not content_type.lower().startswith("multipart/form-data") or boundary is None:
+        return None
+    delimiter = b"\r\n--" + boundary.group(1).encode()
+    sections = (b"\r\n" + body).split(delimiter)
+    if len(sections) < 2 or sections[0]:
+        return None
+    fields: dict[str, tuple[str | None, bytes]] = {}
+    for section in sections[1:]:
+        if section.startswith(b"--"):  # the closing delimiter
+            return fields
+        head, _, content = section.removeprefix(b"\r\n").partition(b"\r\n\r\n")
+        disposition = next(
+            (
+                line.split(":", 1)[1]
+                for line in head.decode("utf-8", "replace").split("\r\n")
+                if line.lower().startswith("content-disposition:")
+            ),
+            "",
+        )
+        name = re.search(r'(?:^|;)\s*name="([^"]*)"', disposition)
+        filename = re.search(r';\s*filename="([^"]*)"', disposition)
+        if name is not None:
+            fields[name.group(1)] = (filename.group(1) if filename else None, content)
+    return None  # no closing delimiter: a truncated body
+
+
+# --- llama.cpp -----------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class LlamaRequest:
+    """One request as ``llama-server`` received it, with its stream's monotonic times."""
+
+    path: str
+    body: dict[str, Any]
+    arrived_at: float
+    started_at: float | None = None
+    """When the response headers and the first chunk were sent."""
+    finished_at: float | None = None
+    """When ``data: [DONE]`` (or the whole non-streamed answer) was sent."""
+    chunks: list[dict[str, Any]] = field(default_factory=list)
+    """Every JSON object sent as ``data:`` in a stream."""
+    client_disconnected: bool = False
+
+
+_TOKEN: Final = re.compile(r"\s*\S+|\s+")
+
+
+def tokenize(text: str) -> list[str]:
+    """Words with their leading space and trailing punctuation (``"Sure."``, ``" The"``), as the
+    tiny test models' tokenizer streams them."""
+    return _TOKEN.findall(text)
+
+
+class FakeLlamaServer(LoopbackServer):
+    """``llama-server`` with one slot whose model always answers ``reply``.
+
+    ``reply`` may be a string (split into word-piece tokens) or the exact token list.
+    ``tokens_per_second`` paces the content deltas; ``first_token_delay_seconds`` stands for the
+    prompt processing that comes before the response headers. Like the real server it keeps the
+    last prompt's tokens, so ``timings.cache_n`` counts the prefix shared with the previous
+    request.
+    """
+
+    MODEL: ClassVar[str] = "/models/two-sentences.gguf"
+    """The model path the server was started with; replies name it whatever the request says."""
+
+    def __init__(
+        self,
+        reply: str | Sequence[str] = "Sure. The kitchen light is on now. Anything else?",
+        *,
+        tokens_per_second: float | None = None,
+        first_token_delay_seconds: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.tokens = tokenize(reply) if isinstance(reply, str) else list(reply)
+        self.tokens_per_second = tokens_per_second
+        self.first_token_delay_seconds = first_token_delay_seconds
+        self.error_after_tokens: int | None = None
+        """Send llama.cpp's in-stream ``data: {"error": ...}`` after this many content tokens."""
+        self.stall_after_tokens: int | None = None
+        """Stop sending after this many content tokens until ``stop()`` (a stuck stream)."""
+        self.requests: list[LlamaRequest] = []
+        self._cached_prompt: list[str] = []
+        self._mutex = threading.Lock()  # one slot
+
+    def handle(self, handler: _Handler, method: str) -> None:
+        path = handler.path.split("?", 1)[0]
+        raw = handler.body()
+        if method == "GET" and path in ("/health", "/v1/health"):
+            handler.answer_json(200, {"status": "ok"}, LLAMA_JSON_TYPE)
+        elif method == "GET" and path in ("/models", "/v1/models"):
+            handler.answer_json(200, self._models(), LLAMA_JSON_TYPE)
+        elif method == "POST" and path in ("/chat/completions", "/v1/chat/completions"):
+            try:
+                body = json.loads(raw)
+            except ValueError as err:
+                self._error(handler, 500, f"parse error: {err}")
+                return
+            messages = body.get("messages") if isinstance(body, dict) else None
+            if messages is None:
+                self._error(handler, 400, "'messages' is required", "invalid_request_error")
+                return
+            if not isinstance(messages, list):
+                problem = "Expected 'messages' to be an array"
+                self._error(handler, 400, problem, "invalid_request_error")
+                return
+            with self._mutex:
+                self._complete(handler, path, body)
+        else:
+            self._error(handler, 404, "File Not Found", "not_found_error")
+
+    @staticmethod
+    def _error(handler: _Handler, status: int, message: str, kind: str = "server_error") -> None:
+        # llama-server closes the connection after an error
+        handler.answer_json(
+            status, _llama_error(status, message, kind), LLAMA_JSON_TYPE, close=True
+        )
+
+    def _models(self) -> dict[str, Any]:
+        return {
+            "models": [{"name": self.MODEL, "model": self.MODEL, "type": "model"}],
+            "object": "list",
+            "data": [
+                {
+                    "id": self.MODEL,
+                    "aliases": [self.MODEL],
+                    "tags": [],
+                    "object": "model",
+                    "created": int(time.time()),
+                    "owned_by": "llamacpp",
+                    "meta": {"n_vocab": 272, "n_ctx": 512, "n_ctx_train": 512},
+                }
+            ],
+        }
+
+    def _complete(self, handler: _Handler, path: str, body: dict[str, Any]) -> None:
+        request = LlamaRequest(path=path, body=body, arrived_at=time.monotonic())
+        self.requests.append(request)
+        self._note_arrival()
+        if self.hang:
+            self.wait(None)
+            return
+        if self.wait(self.delay_seconds + self.first_token_delay_seconds):
+            return
+        if self.error_status is not None:
+            self._error(handler, self.error_status, "the fake server was told to fail")
+            return
+        prompt = _render_prompt(body["messages"])
+        cache_n = _common_prefix(prompt, self._cached_prompt)
+        cache_n = min(cache_n, len(prompt) - 1)  # the last prompt token is always evaluated
+        tokens, finish_reason = self.tokens, "stop"
+        max_tokens = body.get("max_tokens", body.get("n_predict"))
+        if isinstance(max_tokens, int) and 0 <= max_tokens < len(tokens):
+            tokens, finish_reason = tokens[:max_tokens], "length"
+        # the slot's cache holds the prompt and what was generated after it
+        self._cached_prompt = prompt + _PROMPT_TOKEN.findall("".join(tokens))
+        usage: dict[str, Any] = {  # a natural stop also generated the end-of-text token
+            "completion_tokens": len(tokens) + (finish_reason == "stop"),
+            "prompt_tokens": len(prompt),
+            "total_tokens": len(tokens) + (finish_reason == "stop") + len(prompt),
+            "prompt_tokens_details": {"cached_tokens": cache_n},
+        }
+        meta = _Meta(
+            id="chatcmpl-" + "".join(random.choices(string.ascii_letters + string.digits, k=32)),
+            model=self.MODEL,
+            prompt_n=len(prompt) - cache_n,
+            cache_n=cache_n,
+            prompt_ms=max(0.001, self.first_token_delay_seconds * 1000),
+        )
+        if body.get("stream"):
+            self._stream(handler, request, meta, tokens, finish_reason, usage)
+            return
+        message = {"role": "assistant", "content": "".join(tokens)}
+        answer = {
+            "choices": [{"finish_reason": finish_reason, "index": 0, "message": message}],
+            "created": int(time.time()),
+            "model": meta.model,
+            "system_fingerprint": LLAMA_FINGERPRINT,
+            "object": "chat.completion",
+            "usage": usage,
+            "id": meta.id,
+            "timings": meta.timings(usage["completion_tokens"], 0.0),
+        }
+        request.started_at = time.monotonic()
+        handler.answer_json(200, answer, LLAMA_JSON_TYPE)
+        request.finished_at = time.monotonic()
+
+    def _stream(
+        self,
+        handler: _Handler,
+        request: LlamaRequest,
+        meta: _Meta,
+        tokens: list[str],
+        finish_reason: str,
+        usage: dict[str, Any],
+    ) -> None:
+        interval = 1.0 / self.tokens_per_second if self.tokens_per_second else 0.0
+        writer = _ChunkedWriter(handler, request)
+        handler.send_response(200)
+        handler.send_header("X-Accel-Buffering", "no")
+        handler.send_header("Content-Type", "text/event-stream")
+        handler.send_header("Transfer-Encoding", "chunked")
+        handler.end_headers()
+        request.started_at = time.monotonic()
+        generation_started = request.started_at
+        try:
+            # the first result carries the role together with the first token, in one write
+            first = [meta.chunk({"role": "assistant", "content": None})]
+            for sent, token in enumerate(tokens):
+                if sent == self.error_after_tokens:
+                    writer.send([{"error": _llama_error(500, "fake failure")["error"]}])
+                    writer.end(done=False)
+                    return
+                if sent == self.stall_after_tokens:
+                    writer.send(first)
+                    self.wait(None)
+                    return
+                if sent and interval and self.wait(interval):
+                    return
+                writer.send([*first, meta.chunk({"content": token})])
+                first = []
+            final = [meta.chunk({}, finish_reason)]
+            if (request.body.get("stream_options") or {}).get("include_usage"):
+                final.append({**meta.chunk_head(), "choices": [], "usage": usage})
+            generated_ms = (time.monotonic() - generation_started) * 1000
+            final[-1]["timings"] = meta.timings(usage["completion_tokens"], generated_ms)
+            writer.send([*first, *final])
+            writer.end(done=True)
+            request.finished_at = time.monotonic()
+        except (BrokenPipeError, ConnectionResetError):
+            request.client_disconnected = True
+
+
+_PROMPT_TOKEN: Final = re.compile(r"\s*\w+|\s*[^\w\s]")
+
+
+def _render_prompt(messages: list[Any]) -> list[str]:
+    """Prompt tokens through a ChatML-like template, ending with the assistant's turn."""
+    text = "".join(
+        f"<|{message.get('role')}|>{message.get('content')}<|end|>"
+        for message in messages
+        if isinstance(message, dict)
+    )
+    return _PROMPT_TOKEN.findall(text + "<|assistant|>")
+
+
+def _llama_error(code: int, message: str, kind: str = "server_error") -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "type": kind}}
+
+
+def _common_prefix(first: list[str], second: list[str]) -> int:
+    count = 0
+    for a, b in zip(first, second, strict=False):
+        if a != b:
+            break
+        count += 1
+    return count
+
+
+@dataclass(frozen=True, slots=True)
+class _Meta:
+    id: str
+    model: str
+    prompt_n: int
+    cache_n: int
+    prompt_ms: float
+    created: int = field(default_factory=lambda: int(time.time()))
+
+    def chunk_head(self) -> dict[str, Any]:
+        return {
+            "created": self.created,
+            "id": self.id,
+            "model": self.model,
+            "system_fingerprint": LLAMA_FINGERPRINT,
+            "object": "chat.completion.chunk",
+        }
+
+    def chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
+        choice = {"finish_reason": finish_reason, "index": 0, "delta": delta}
+        return {"choices": [choice], **self.chunk_head()}
+
+    def timings(self, predicted_n: int, predicted_ms: float) -> dict[str, float | int]:
+        steps = max(0, predicted_n - 1)  # the first token comes with the prompt's logits
+        predicted_ms = max(predicted_ms, 0.001)
+        return {
+            "cache_n": self.cache_n,
+            "prompt_n": self.prompt_n,
+            "prompt_ms": self.prompt_ms,
+            "prompt_per_token_ms": self.prompt_ms / self.prompt_n if self.prompt_n else 0.0,
+            "prompt_per_second": 1e3 / self.prompt_ms * self.prompt_n,
+            "predicted_n": predicted_n,
+            "predicted_ms": predicted_ms,
+            "predicted_per_token_ms": predicted_ms / steps if steps else 0.0,
+            "predicted_per_second": 1e3 / predicted_ms * steps,
+        }
+
+
+class _ChunkedWriter:
+    """SSE events in HTTP/1.1 chunked encoding, as cpp-httplib's chunked content provider."""
+
+    def __init__(self, handler: _Handler, request: LlamaRequest) -> None:
+        self._handler = handler
+        self._request = request
+
+    def _write(self, data: bytes) -> None:
+        self._handler.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+        self._handler.wfile.flush()
+
+    def send(self, events: list[dict[str, Any]]) -> None:
+        if not events:
+            return
+        self._request.chunks.extend(events)
+        text = "".join(f"data: {json.dumps(event, separators=(',', ':'))}\n\n" for event in events)
+        self._write(text.encode())
+
+    def end(self, *, done: bool) -> None:
+        if done:
+            self._write(b"data: [DONE]\n\n")
+        self._handler.wfile.write(b"0\r\n\r\n")
+        self._handler.wfile.flush()

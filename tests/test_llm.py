@@ -1,0 +1,487 @@
+"""LlamaChat through the real AsyncOpenAI client on loopback llama.cpp servers; Conversation."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import AsyncIterator, Iterator, Sequence
+
+import httpx2
+import pytest
+
+from assistant.config import LlmConfig
+from assistant.errors import ChatError
+from assistant.llm import Conversation, LlamaChat
+from assistant.ports import ChatChunk, Message
+from assistant.sentences import SentenceSplitter
+from tests.servers import FakeLlamaServer
+
+REPLY = "Sure. The kitchen light is on now. Anything else?"
+TIMING_KEYS = {
+    "cache_n",
+    "prompt_n",
+    "prompt_ms",
+    "prompt_per_token_ms",
+    "prompt_per_second",
+    "predicted_n",
+    "predicted_ms",
+    "predicted_per_token_ms",
+    "predicted_per_second",
+}
+QUESTION: list[Message] = [{"role": "user", "content": "turn on the kitchen light"}]
+
+
+@pytest.fixture
+def llama() -> Iterator[FakeLlamaServer]:
+    with FakeLlamaServer(REPLY) as server:
+        yield server
+
+
+async def collect(chat: LlamaChat, messages: Sequence[Message]) -> list[ChatChunk]:
+    async def run() -> list[ChatChunk]:
+        return [chunk async for chunk in chat.stream(messages)]
+
+    return await asyncio.wait_for(run(), 1)
+
+
+def make_chat(url: str, **overrides: object) -> LlamaChat:
+    return LlamaChat(LlmConfig.model_validate({"url": url, **overrides}))
+
+
+async def test_stream_yields_each_delta_in_order_then_the_timings(llama: FakeLlamaServer) -> None:
+    chat = make_chat(llama.v1_url)
+    try:
+        chunks = await collect(chat, QUESTION)
+    finally:
+        await chat.aclose()
+
+    texts = [chunk.text for chunk in chunks if chunk.text]
+    assert texts == [
+        "Sure.",
+        " The",
+        " kitchen",
+        " light",
+        " is",
+        " on",
+        " now.",
+        " Anything",
+        " else?",
+    ]
+    assert chunks[-1].text == ""
+    assert chunks[-1].timings is not None
+    assert set(chunks[-1].timings) == TIMING_KEYS
+    assert chunks[-1].timings["predicted_n"] == 10  # nine words and the end-of-text token
+    assert all(chunk.timings is None for chunk in chunks[:-1])
+
+
+async def test_request_carries_the_configured_model_and_sampling(llama: FakeLlamaServer) -> None:
+    chat = make_chat(llama.v1_url, model="qwen", max_tokens=42, temperature=0.2)
+    try:
+        await collect(chat, QUESTION)
+    finally:
+        await chat.aclose()
+
+    (request,) = llama.requests
+    assert request.path == "/v1/chat/completions"
+    assert request.body["stream"] is True
+    assert request.body["model"] == "qwen"
+    assert request.body["max_tokens"] == 42
+    assert request.body["temperature"] == 0.2
+    assert request.body["messages"] == QUESTION
+
+
+async def test_max_tokens_cuts_the_reply(llama: FakeLlamaServer) -> None:
+    chat = make_chat(llama.v1_url, max_tokens=3)
+    try:
+        chunks = await collect(chat, QUESTION)
+    finally:
+        await chat.aclose()
+    assert "".join(chunk.text for chunk in chunks) == "Sure. The kitchen"
+    assert llama.requests[0].chunks[-1]["choices"][0]["finish_reason"] == "length"
+
+
+async def test_a_stable_prefix_is_served_from_the_prompt_cache(llama: FakeLlamaServer) -> None:
+    conversation = Conversation("You are Lingling.", history_turns=6, history_chars=4000)
+    chat = make_chat(llama.v1_url)
+    cached = []
+    try:
+        for question in ("turn on the kitchen light", "and the hall light", "thanks"):
+            chunks = await collect(chat, conversation.messages(question))
+            reply = "".join(chunk.text for chunk in chunks)
+            conversation.record(question, reply)
+            assert chunks[-1].timings is not None
+            cached.append(chunks[-1].timings)
+    finally:
+        await chat.aclose()
+
+    first, *later = cached
+    assert first["cache_n"] == 0
+    for timings in later:
+        assert timings["cache_n"] > timings["prompt_n"]  # only the new exchange is evaluated
+
+
+async def test_first_sentence_is_ready_before_the_stream_finishes() -> None:
+    with FakeLlamaServer(REPLY, tokens_per_second=40) as llama:
+        chat = make_chat(llama.v1_url)
+        splitter = SentenceSplitter()
+        first_sentence_at: float | None = None
+        sentences: list[str] = []
+        try:
+            async with asyncio.timeout(2):
+                async for chunk in chat.stream(QUESTION):
+                    sentences += splitter.feed(chunk.text)
+                    if sentences and first_sentence_at is None:
+                        first_sentence_at = time.monotonic()
+        finally:
+            await chat.aclose()
+        sentences += splitter.flush()
+
+    assert sentences == ["Sure.", "The kitchen light is on now.", "Anything else?"]
+    finished_at = llama.requests[0].finished_at
+    assert first_sentence_at is not None
+    assert finished_at is not None
+    assert first_sentence_at < finished_at  # 7 more tokens at 40/s were still to come
+
+
+async def test_unreachable_server_raises_chat_error_quickly() -> None:
+    server = FakeLlamaServer().start()
+    url = server.v1_url
+    server.stop()  # nothing listens on the port now
+    chat = make_chat(url)
+    started = time.monotonic()
+    try:
+        with pytest.raises(ChatError, match=r"cannot reach the llama\.cpp server") as caught:
+            await collect(chat, QUESTION)
+    finally:
+        await chat.aclose()
+    assert time.monotonic() - started < 0.5
+    assert caught.value.code == "llm"
+    assert url in str(caught.value)
+
+
+@pytest.mark.parametrize("status", [500, 503, 400])
+async def test_http_error_raises_chat_error(llama: FakeLlamaServer, status: int) -> None:
+    llama.error_status = status
+    chat = make_chat(llama.v1_url)
+    try:
+        with pytest.raises(ChatError, match=f"HTTP {status}: the fake server was told to fail"):
+            await collect(chat, QUESTION)
+    finally:
+        await chat.aclose()
+    assert len(llama.requests) == 1  # no retry
+
+
+async def test_error_in_the_stream_raises_chat_error_after_the_text_so_far(
+    llama: FakeLlamaServer,
+) -> None:
+    llama.error_after_tokens = 2
+    chat = make_chat(llama.v1_url)
+    received: list[str] = []
+
+    async def consume() -> None:
+        async for chunk in chat.stream(QUESTION):
+            received.append(chunk.text)
+
+    try:
+        with pytest.raises(ChatError, match="fake failure"):
+            await asyncio.wait_for(consume(), 1)
+    finally:
+        await chat.aclose()
+    assert received == ["Sure.", " The"]
+
+
+async def test_a_stalled_stream_times_out(llama: FakeLlamaServer) -> None:
+    llama.stall_after_tokens = 1
+    chat = make_chat(llama.v1_url, timeout_seconds=0.2)
+    try:
+        with pytest.raises(ChatError, match="did not answer in time"):
+            await collect(chat, QUESTION)
+    finally:
+        await chat.aclose()
+
+
+async def test_cancelling_a_waiting_stream_raises_cancelled_error(llama: FakeLlamaServer) -> None:
+    llama.hang = True
+    chat = make_chat(llama.v1_url)
+    task = asyncio.create_task(collect(chat, QUESTION))
+    try:
+        await asyncio.to_thread(llama.wait_for_requests, 1)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(task, 1)
+    finally:
+        await chat.aclose()
+
+
+async def test_cancelling_in_the_middle_of_a_stream_raises_cancelled_error(
+    llama: FakeLlamaServer,
+) -> None:
+    llama.stall_after_tokens = 1
+    chat = make_chat(llama.v1_url)
+    received: list[str] = []
+    first = asyncio.Event()
+
+    async def consume() -> None:
+        async for chunk in chat.stream(QUESTION):
+            received.append(chunk.text)
+            first.set()
+
+    task = asyncio.create_task(consume())
+    try:
+        await asyncio.wait_for(first.wait(), 1)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(task, 1)
+    finally:
+        await chat.aclose()
+    assert received == ["Sure."]
+
+
+# --- on a mock transport: what the loopback server cannot easily send -----------------------
+
+# A stream captured from llama-server (llama.cpp b1-0c1e570, two-sentences.gguf) with
+# stream_options.include_usage: the timings ride on the usage chunk, which has no choices.
+REAL_USAGE_STREAM = b"""\
+data: {"choices":[{"finish_reason":null,"index":0,"delta":{"role":"assistant","content":null}}],\
+"created":1795614059,"id":"chatcmpl-BLaF","model":"/m/two-sentences.gguf",\
+"system_fingerprint":"b1-0c1e570","object":"chat.completion.chunk"}
+
+data: {"choices":[{"finish_reason":null,"index":0,"delta":{"content":"Sure."}}],\
+"created":1795614059,"id":"chatcmpl-BLaF","model":"/m/two-sentences.gguf",\
+"system_fingerprint":"b1-0c1e570","object":"chat.completion.chunk"}
+
+data: {"choices":[{"finish_reason":"length","index":0,"delta":{}}],"created":1795614059,\
+"id":"chatcmpl-BLaF","model":"/m/two-sentences.gguf","system_fingerprint":"b1-0c1e570",\
+"object":"chat.completion.chunk"}
+
+data: {"choices":[],"created":1795614059,"id":"chatcmpl-BLaF","model":"/m/two-sentences.gguf",\
+"system_fingerprint":"b1-0c1e570","object":"chat.completion.chunk","usage":{"completion_tokens":1,\
+"prompt_tokens":56,"total_tokens":57,"prompt_tokens_details":{"cached_tokens":55}},\
+"timings":{"cache_n":55,"prompt_n":1,"prompt_ms":0.433,"prompt_per_token_ms":0.433,\
+"prompt_per_second":2309.4688221709007,"predicted_n":1,"predicted_ms":0.42,\
+"predicted_per_token_ms":0.0,"predicted_per_second":0.0}}
+
+data: [DONE]
+
+"""
+
+
+class RecordingStream(httpx2.AsyncByteStream):
+    def __init__(self, parts: Sequence[bytes]) -> None:
+        self.parts = parts
+        self.closed = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for part in self.parts:
+            yield part
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+def mock_chat(stream: RecordingStream) -> LlamaChat:
+    def reply(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(200, headers={"Content-Type": "text/event-stream"}, stream=stream)
+
+    client = httpx2.AsyncClient(transport=httpx2.MockTransport(reply))
+    return LlamaChat(LlmConfig(url="http://llama.test/v1"), http_client=client)
+
+
+async def test_timings_on_a_usage_chunk_without_choices_are_read() -> None:
+    chat = mock_chat(RecordingStream([REAL_USAGE_STREAM]))
+    try:
+        chunks = await collect(chat, QUESTION)
+    finally:
+        await chat.aclose()
+    assert [chunk.text for chunk in chunks[:-1]] == ["Sure."]
+    assert chunks[-1].timings is not None
+    assert chunks[-1].timings["cache_n"] == 55
+
+
+async def test_a_data_line_that_is_not_json_raises_chat_error() -> None:
+    chat = mock_chat(RecordingStream([b'data: {"choices": [\n\n']))
+    try:
+        with pytest.raises(ChatError, match=r"llama\.test"):
+            await collect(chat, QUESTION)
+    finally:
+        await chat.aclose()
+
+
+async def test_leaving_the_loop_early_closes_the_response() -> None:
+    stream = RecordingStream([REAL_USAGE_STREAM])
+    chat = mock_chat(stream)
+    try:
+        chunks = chat.stream(QUESTION)
+        async with asyncio.timeout(1):
+            async for _ in chunks:
+                break
+            await chunks.aclose()
+    finally:
+        await chat.aclose()
+    assert stream.closed
+
+
+# --- Conversation (pure) ---------------------------------------------------------------------
+
+
+def exchange(number: int, size: int = 1) -> tuple[str, str]:
+    return f"q{number}" * size, f"a{number}" * size
+
+
+def test_messages_put_the_system_prompt_first_and_the_question_last() -> None:
+    conversation = Conversation("Be brief.", history_turns=6, history_chars=4000)
+    assert conversation.messages("hi") == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "hi"},
+    ]
+    conversation.record("hi", "Hello!")
+    assert conversation.messages("how are you") == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "Hello!"},
+        {"role": "user", "content": "how are you"},
+    ]
+
+
+def test_an_empty_system_prompt_sends_no_system_message() -> None:
+    conversation = Conversation("", history_turns=6, history_chars=4000)
+    assert conversation.messages("hi") == [{"role": "user", "content": "hi"}]
+
+
+@pytest.mark.parametrize(
+    ("turns", "chars", "size", "recorded", "kept"),
+    [
+        # grows to the turn limit, then drops the oldest down to half of it
+        (4, 4000, 1, 4, [1, 2, 3, 4]),
+        (4, 4000, 1, 5, [4, 5]),
+        (4, 4000, 1, 7, [4, 5, 6, 7]),
+        (4, 4000, 1, 8, [7, 8]),
+        (5, 4000, 1, 6, [5, 6]),
+        # each exchange is 20 characters here: the character limit works the same way
+        (10, 70, 5, 3, [1, 2, 3]),
+        (10, 70, 5, 4, [4]),
+        # the newest exchange stays when it fits the limits on its own
+        (1, 4000, 1, 1, [1]),
+        (1, 4000, 1, 3, [3]),
+        (10, 25, 5, 2, [2]),
+        # no history at all, or one exchange longer than the whole budget
+        (0, 4000, 1, 3, []),
+        (10, 19, 5, 1, []),
+    ],
+)
+def test_history_is_bounded_by_turns_and_characters(
+    turns: int, chars: int, size: int, recorded: int, kept: list[int]
+) -> None:
+    conversation = Conversation("system", history_turns=turns, history_chars=chars)
+    for number in range(1, recorded + 1):
+        conversation.record(*exchange(number, size))
+    assert conversation.history == tuple(exchange(number, size) for number in kept)
+
+
+def test_the_prompt_prefix_stays_stable_between_trims() -> None:
+    conversation = Conversation("system", history_turns=6, history_chars=4000)
+    stable = 0
+    previous: list[dict[str, str]] | None = None
+    for number in range(1, 21):
+        question, answer = exchange(number)
+        prompt = conversation.messages(question)
+        if previous is not None and prompt[: len(previous)] == previous:
+            stable += 1
+        conversation.record(question, answer)
+        previous = [*prompt, {"role": "assistant", "content": answer}]
+    # trims happen after turns 7, 11, 15 and 19: only the prompts right after them change
+    assert stable == 19 - 4
+
+
+def test_record_keeps_the_text_exactly() -> None:
+    conversation = Conversation("system", history_turns=6, history_chars=4000)
+    conversation.record("  turn it on ", "**Done.**\n")
+    assert conversation.history == (("  turn it on ", "**Done.**\n"),)
+    conversation.clear()
+    assert not conversation.history
+
+
+def test_from_config_takes_the_llm_section() -> None:
+    config = LlmConfig(system_prompt="Hi.", history_turns=2, history_chars=10)
+    conversation = Conversation.from_config(config)
+    assert (conversation.system_prompt, conversation.history_turns) == ("Hi.", 2)
+    assert conversation.history_chars == 10
+
+
+# --- SentenceSplitter (pure) -----------------------------------------------------------------
+
+# (reply, sentences): each reply is fed whole, word by word and character by character
+SPLITS = [
+    ("Sure. The kitchen light is on now. Anything else?",
+     ["Sure.", "The kitchen light is on now.", "Anything else?"]),
+    ("It is 3.5 degrees. Nice.", ["It is 3.5 degrees.", "Nice."]),
+    ("Dr. Smith and Mr. Jones arrived. Then e.g. apples, i.e. fruit, etc. are fine.",
+     ["Dr. Smith and Mr. Jones arrived.", "Then e.g. apples, i.e. fruit, etc. are fine."]),
+    ("The U.S. team won. J. R. R. Tolkien wrote it.",
+     ["The U.S. team won.", "J. R. R. Tolkien wrote it."]),
+    ("Well... maybe not. Hmm… let me think. Okay… Fine.",
+     ["Well... maybe not.", "Hmm… let me think.", "Okay…", "Fine."]),
+    ("Really? Yes! Done.", ["Really?", "Yes!", "Done."]),
+    ('He said "hi." Then he left.', ['He said "hi."', "Then he left."]),
+    ("Version 2. Then version 3.", ["Version 2.", "Then version 3."]),
+    ("First line\nSecond line", ["First line", "Second line"]),
+    ("## Steps\n1. Open the **app**.\n2. Tap `start`.\n- Say _hello_ now.\n* Done",
+     ["Steps", "Open the app.", "Tap start.", "Say hello now.", "Done"]),
+    ("See [the docs](https://example.com/a.b). Bye.", ["See the docs.", "Bye."]),
+    ("Hi.\n\n---\n\n***\n> Quoted text.\nBye.", ["Hi.", "Quoted text.", "Bye."]),
+    ("Lots   of\tspace   here .  And more.", ["Lots of space here.", "And more."]),
+    ("In 2024. Prices rose 4.5 percent.", ["In 2024.", "Prices rose 4.5 percent."]),
+    ("No. I cannot.", ["No.", "I cannot."]),
+    ("...", []),
+    ("", []),
+]  # fmt: skip
+
+
+def split_all(deltas: Sequence[str]) -> list[str]:
+    splitter = SentenceSplitter()
+    sentences = [sentence for delta in deltas for sentence in splitter.feed(delta)]
+    return sentences + splitter.flush()
+
+
+@pytest.mark.parametrize(("reply", "sentences"), SPLITS)
+@pytest.mark.parametrize("pieces", ["whole", "words", "characters"])
+def test_sentence_splitter_table(reply: str, sentences: list[str], pieces: str) -> None:
+    if pieces == "whole":
+        deltas = [reply]
+    elif pieces == "words":
+        deltas = re.findall(r"\s*\S+|\s+", reply)
+    else:
+        deltas = list(reply)
+    assert split_all(deltas) == sentences
+
+
+def test_each_sentence_comes_out_as_soon_as_the_next_word_starts() -> None:
+    splitter = SentenceSplitter()
+    tokens = ["Sure.", " The", " light", " is", " on.", " Anything", " else?"]
+    assert [splitter.feed(token) for token in tokens] == [
+        [],
+        ["Sure."],  # short, but first: out at once
+        [],
+        [],
+        [],
+        ["The light is on."],
+        [],
+    ]
+    assert splitter.flush() == ["Anything else?"]
+
+
+def test_a_sentence_ending_in_a_newline_comes_out_at_once() -> None:
+    splitter = SentenceSplitter()
+    assert splitter.feed("Done!\n") == ["Done!"]
+    assert splitter.feed("Next: an ") == []
+
+
+def test_flush_resets_the_splitter() -> None:
+    splitter = SentenceSplitter()
+    assert splitter.feed("1. One. Two") == ["One."]
+    assert splitter.flush() == ["Two"]
+    assert splitter.flush() == []
+    assert split_all(["2. Again."]) == ["Again."]
+    assert splitter.feed("3. Three. ") == []
+    assert splitter.flush() == ["Three."]
