@@ -22,8 +22,7 @@ def require_model(relative: str) -> Path:
     if path is not None and path.is_file():
         return path
     reason = (
-        f"model {relative} not found: set LINGLING_MODELS to a models folder "
-        "(see models/README.md)"
+        f"model {relative} not found: set LINGLING_MODELS to a models folder (see models/README.md)"
     )
     if os.environ.get("CI"):
         pytest.fail(f"{reason}; in CI a missing model is a failure")

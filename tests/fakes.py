@@ -1,0 +1,126 @@
+"""Fakes of the ports, passed through constructors. Audio is tagged by content:
+a frame starting with b"WAKE" fires the wake word, one starting with b"SPCH" is speech."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+
+from assistant.audioformat import FRAME_BYTES
+from assistant.errors import AssistantError
+from assistant.ports import ChatChunk, Detection, Message
+
+SILENCE = bytes(FRAME_BYTES)
+
+
+def frame(tag: bytes) -> bytes:
+    return tag + bytes(FRAME_BYTES - len(tag))
+
+
+WAKE = frame(b"WAKE")
+SPEECH = frame(b"SPCH")
+
+
+def frames(*parts: tuple[bytes, int]) -> list[bytes]:
+    """``frames((SILENCE, 3), (WAKE, 1))`` → a flat list of frames."""
+    return [piece for piece, count in parts for _ in range(count)]
+
+
+@dataclass
+class FakeMicrophone:
+    items: Sequence[bytes]
+    realtime: bool = False
+    seconds_per_frame: float = 0.0
+
+    async def frames(self) -> AsyncIterator[bytes]:
+        for item in self.items:
+            if self.seconds_per_frame:
+                await asyncio.sleep(self.seconds_per_frame)
+            yield item
+
+
+@dataclass
+class FakeSpeaker:
+    sample_rate_hz: int = 16_000
+    seconds_per_play: float = 0.0
+    played: list[bytes] = field(default_factory=list)
+    stops: int = 0
+
+    async def play(self, pcm: bytes) -> None:
+        self.played.append(pcm)
+        if self.seconds_per_play:
+            await asyncio.sleep(self.seconds_per_play)
+
+    def stop(self) -> None:
+        self.stops += 1
+
+
+@dataclass
+class FakeWakeWord:
+    processed: list[bytes] = field(default_factory=list)
+    resets: int = 0
+
+    def process(self, frame: bytes) -> Detection | None:
+        self.processed.append(frame)
+        return Detection("hey_jarvis", 0.93) if frame.startswith(b"WAKE") else None
+
+    def reset(self) -> None:
+        self.resets += 1
+
+
+@dataclass
+class FakeVad:
+    def process(self, frame: bytes) -> float:
+        return 0.95 if frame.startswith(b"SPCH") else 0.02
+
+    def reset(self) -> None:
+        pass
+
+
+@dataclass
+class FakeTranscriber:
+    text: str = "turn on the kitchen light"
+    delay_seconds: float = 0.0
+    error: AssistantError | None = None
+    received: list[bytes] = field(default_factory=list)
+
+    async def transcribe(self, pcm: bytes) -> str:
+        self.received.append(pcm)
+        if self.delay_seconds:
+            await asyncio.sleep(self.delay_seconds)
+        if self.error is not None:
+            raise self.error
+        return self.text
+
+
+@dataclass
+class FakeChat:
+    pieces: Sequence[str] = ("Sure.", " The light", " is on.")
+    delay_seconds: float = 0.0
+    error_after: int | None = None
+    error: AssistantError = field(default_factory=lambda: AssistantError("boom", code="llm"))
+    requests: list[list[Message]] = field(default_factory=list)
+
+    async def stream(self, messages: Sequence[Message]) -> AsyncIterator[ChatChunk]:
+        self.requests.append(list(messages))
+        for index, piece in enumerate(self.pieces):
+            if self.delay_seconds:
+                await asyncio.sleep(self.delay_seconds)
+            if self.error_after is not None and index == self.error_after:
+                raise self.error
+            yield ChatChunk(text=piece)
+        yield ChatChunk(timings={"prompt_n": 3.0, "cache_n": 10.0})
+
+
+@dataclass
+class FakeSynthesizer:
+    """Speech is the sentence's own bytes, so tests can read what was said."""
+
+    sample_rate_hz: int = 16_000
+    sentences: list[str] = field(default_factory=list)
+
+    def synthesize(self, text: str) -> bytes:
+        self.sentences.append(text)
+        data = text.encode()
+        return data + b"\x00" * (len(data) % 2)

@@ -1,0 +1,235 @@
+"""The whole loop on real audio: real openWakeWord, Silero VAD and Piper models, and loopback
+servers that speak whisper.cpp's and llama.cpp's wire formats."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+import wave
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from assistant.cli import RunOptions, serve
+from assistant.commands import Earcon, Phase
+from assistant.config import load_config
+from assistant.earcons import earcon_pcm
+from assistant.events import TurnRecord
+from tests.scenarios import Scenario, concat, recording, silence, write_wav
+from tests.servers import FakeLlamaServer, FakeWhisperServer
+
+pytestmark = pytest.mark.models
+
+WHOLE_TURN = ["idle", "wake", "listening", "transcribing", "thinking", "speaking", "idle"]
+REPLY = "Sure. The kitchen light is on now. Anything else?"
+RATE = 16_000
+
+
+@dataclass
+class Clock:
+    """Observer noting when (monotonic) each state was entered."""
+
+    states: list[tuple[str, float]] = field(default_factory=list)
+    turns: list[TurnRecord] = field(default_factory=list)
+
+    def state_entered(self, phase: Phase, turn: int, t_seconds: float) -> None:
+        self.states.append((str(phase), time.monotonic()))
+
+    def turn_finished(self, record: TurnRecord) -> None:
+        self.turns.append(record)
+
+    def error_reported(self, turn: int, code: str, message: str, phase: Phase) -> None:
+        raise AssertionError(f"unexpected error {code}: {message}")
+
+
+@pytest.fixture
+def whisper() -> Iterator[FakeWhisperServer]:
+    with FakeWhisperServer() as server:
+        yield server
+
+
+@pytest.fixture
+def llama() -> Iterator[FakeLlamaServer]:
+    # 20 tokens/s: the reply takes ~0.6 s to stream, long enough to see speech start before it ends.
+    with FakeLlamaServer(REPLY, tokens_per_second=20) as server:
+        yield server
+
+
+@pytest.fixture
+def config_file(
+    tmp_path: Path, models_dir: Path, whisper: FakeWhisperServer, llama: FakeLlamaServer
+) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        f"models_dir: {models_dir}\n"
+        "tts: {voice: tone_voice}\n"
+        f"stt: {{url: '{whisper.v1_url}'}}\n"
+        f"llm: {{url: '{llama.v1_url}', model: tiny}}\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+def run_loop(config_file: Path, wav: Path, tmp_path: Path) -> Clock:
+    clock = Clock()
+    options = RunOptions(input=wav, output=tmp_path / "out.wav", fast=True)
+    config = load_config(config_file, env={})
+    asyncio.run(asyncio.wait_for(serve(config, options, [clock]), 60))
+    return clock
+
+
+def locate(upload: bytes, source: np.ndarray) -> tuple[int, int]:
+    """Where (in samples) the uploaded PCM lies in the source audio: it is an exact slice."""
+    offset = source.astype("<i2").tobytes().find(upload)
+    assert offset >= 0, "the upload is not a slice of the input"
+    assert offset % 2 == 0, "the upload is not sample-aligned"
+    return offset // 2, (offset + len(upload)) // 2
+
+
+@pytest.mark.parametrize(
+    ("wake", "command", "pause_seconds", "noise_rms"),
+    [
+        ("hey jarvis", "turn on the kitchen light", 0.3, 0.0),
+        ("hey jarvis", "turn on the kitchen light", 0.0, 0.0),
+        (recording("wyoming_hey_jarvis"), "what is the weather like tomorrow", 0.0, 0.0),
+        ("hey jarvis", "set a timer for ten minutes", 0.5, 300.0),
+        (recording("wyoming_hey_jarvis"), "turn off the lights in the living room", 0.2, 600.0),
+    ],
+    ids=["espeak-pause", "espeak-no-pause", "recorded-wake-word", "noise", "recorded-noise"],
+)
+def test_one_command_gives_exactly_one_whole_turn(
+    tmp_path: Path,
+    config_file: Path,
+    whisper: FakeWhisperServer,
+    llama: FakeLlamaServer,
+    wake: str | np.ndarray,
+    command: str,
+    pause_seconds: float,
+    noise_rms: float,
+) -> None:
+    scenario = Scenario.build(
+        command, wake=wake, pause_seconds=pause_seconds, noise_rms=noise_rms, seed=7
+    )
+    wav = tmp_path / "in.wav"
+    write_wav(wav, scenario.samples)
+    clock = run_loop(config_file, wav, tmp_path)
+
+    assert [state for state, _ in clock.states] == WHOLE_TURN
+    (upload,) = whisper.requests
+    assert (upload.sample_rate_hz, upload.channels, upload.sample_width_bytes) == (RATE, 1, 2)
+    start, end = locate(upload.pcm, scenario.samples)
+    assert start <= scenario.command_start, "the command's start was cut"
+    assert end >= scenario.command_end, "the command's end was cut"
+    assert (end - scenario.command_end) / RATE <= 0.4, "too much trailing silence uploaded"
+
+    (request,) = llama.requests
+    assert request.body["stream"] is True
+    assert request.body["messages"][-1] == {"role": "user", "content": "turn on the kitchen light"}
+    speaking_at = dict(clock.states)["speaking"]
+    assert request.finished_at is not None
+    assert speaking_at < request.finished_at, "speech must begin while the reply still streams"
+
+    (turn,) = clock.turns
+    assert (turn.wake_word, turn.transcript, turn.response) == (
+        "hey_jarvis",
+        "turn on the kitchen light",
+        REPLY,
+    )
+    assert turn.llm_timings is not None
+    assert "predicted_n" in turn.llm_timings
+
+
+def test_the_output_holds_the_earcon_then_the_spoken_reply(
+    tmp_path: Path, config_file: Path
+) -> None:
+    wav = tmp_path / "in.wav"
+    write_wav(wav, Scenario.build("what time is it").samples)
+    run_loop(config_file, wav, tmp_path)
+    with wave.open(str(tmp_path / "out.wav"), "rb") as out:
+        rate = out.getframerate()
+        played = out.readframes(out.getnframes())
+    awake = earcon_pcm(Earcon.AWAKE, rate)
+    assert played.startswith(awake)
+    speech = np.frombuffer(played[len(awake) :], dtype="<i2")
+    # tone_voice speaks a tone whose length follows the text: three sentences, a second or more.
+    assert len(speech) / rate > 1.0
+    assert np.abs(speech).max() > 1000
+
+
+def test_speech_without_the_wake_word_gives_no_turn(
+    tmp_path: Path, config_file: Path, whisper: FakeWhisperServer
+) -> None:
+    wav = tmp_path / "in.wav"
+    no_wake = Scenario.build("turn on the kitchen light", wake=None)
+    write_wav(wav, concat(recording("jfk"), no_wake.samples))
+    clock = run_loop(config_file, wav, tmp_path)
+    assert [state for state, _ in clock.states] == ["idle"]
+    assert whisper.requests == []
+
+
+def test_two_commands_give_two_turns_with_history(
+    tmp_path: Path, config_file: Path, whisper: FakeWhisperServer, llama: FakeLlamaServer
+) -> None:
+    first = Scenario.build("turn on the kitchen light")
+    second = Scenario.build("what time is it", wake=recording("wyoming_hey_jarvis"))
+    wav = tmp_path / "in.wav"
+    write_wav(wav, concat(first.samples, silence(1.0), second.samples))
+    clock = run_loop(config_file, wav, tmp_path)
+    assert [state for state, _ in clock.states] == WHOLE_TURN + WHOLE_TURN[1:]
+    assert len(whisper.requests) == 2
+    roles = [m["role"] for m in llama.requests[1].body["messages"]]
+    assert roles == ["system", "user", "assistant", "user"]
+
+
+def test_the_command_line_contract(
+    tmp_path: Path, config_file: Path, whisper: FakeWhisperServer
+) -> None:
+    wav = tmp_path / "in.wav"
+    write_wav(wav, Scenario.build("turn on the kitchen light").samples)
+    events = tmp_path / "events.jsonl"
+    out = tmp_path / "out.wav"
+    command = [sys.executable, "-m", "assistant", "run", "-c", str(config_file)]
+    done = subprocess.run(
+        [*command, "--input", str(wav), "--output", str(out), "--fast", "--events", str(events)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "LINGLING_MODELS": ""},
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in events.read_text().splitlines()]
+    states = [line for line in lines if line["event"] == "state"]
+    assert [s["state"] for s in states] == WHOLE_TURN
+    times = [s["t"] for s in states]
+    assert times == sorted(times)
+    # t is audio time: the wake word ends ~1.9 s into the file.
+    assert 1.5 < times[1] < 2.5
+    (turn,) = [line for line in lines if line["event"] == "turn"]
+    assert turn["wake_word"] == "hey_jarvis"
+    assert turn["transcript"] == "turn on the kitchen light"
+    assert turn["response"] == REPLY
+    assert set(turn["timings_ms"]) >= {"stt", "llm_first_token", "speech_end_to_first_audio"}
+    assert out.stat().st_size > 44
+    assert "idle→wake" in done.stderr
+
+
+def test_a_bad_config_exits_2_with_one_line_naming_the_key(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("wake:\n  threshold: 1.5\n", encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-m", "assistant", "run", "-c", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr == "lingling: wake.threshold: must be between 0 and 1\n"
