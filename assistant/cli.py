@@ -33,6 +33,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return asyncio.run(_run(config, args))
+    except ConfigError as err:  # e.g. a model the config names is not there
+        print(f"lingling: {err}", file=sys.stderr)
+        return 2
     except AssistantError as err:
         print(f"lingling: {err}", file=sys.stderr)
         return 1

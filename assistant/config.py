@@ -197,8 +197,10 @@ def find_model(models_dir: Path, name: str, kinds: tuple[str, ...], key: str) ->
         versions = sorted(folder.glob(f"{name}_v*.onnx"))
         if versions:
             return versions[-1]
-    where = ", ".join(str(models_dir / kind) for kind in kinds)
-    raise ConfigError(f"{key}: no model {name!r} in {where}")
+    where = " or ".join(str(models_dir / kind) for kind in kinds)
+    raise ConfigError(
+        f"{key}: no model {name!r} in {where} (see models/README.md; LINGLING_MODELS sets the folder)"
+    )
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

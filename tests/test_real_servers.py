@@ -3,7 +3,7 @@
 Binaries: ``llama-server`` / ``whisper-server`` on PATH, or the environment variables
 LINGLING_LLAMA_SERVER / LINGLING_WHISPER_SERVER pointing at them (``python -m llama_cpp.server``
 stands in for llama-server when llama-cpp-python is installed). Without them these tests skip;
-see FACTS.md "Real servers from registry packages" for building both from registry packages.
+`scripts/build-servers` builds both from registry packages.
 """
 
 from __future__ import annotations
@@ -131,7 +131,7 @@ def llama(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealServer]:
     port = _free_port()
     configured = os.environ.get(LLAMA_ENV)
     if configured or shutil.which("llama-server") or not importlib.util.find_spec("llama_cpp"):
-        how = "build it from the llama-cpp-python sdist's vendor/llama.cpp, see FACTS.md"
+        how = "scripts/build-servers builds it"
         binary = _binary(LLAMA_ENV, "llama-server", how)
         command = [binary, "-m", model, "--host", "127.0.0.1", "--port", str(port)]
         command += ["-c", "512", "-np", "1", "-t", "2"]
@@ -149,7 +149,7 @@ def llama(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealServer]:
 @pytest.fixture(scope="module")
 def whisper(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealServer]:
     model = str(require_model("whisper/kitchen-light.ggml.bin"))
-    how = "build it from the npm package nodejs-whisper@0.3.1's cpp/whisper.cpp, see FACTS.md"
+    how = "scripts/build-servers builds it"
     binary = _binary(WHISPER_ENV, "whisper-server", how)
     port = _free_port()
     command = [binary, "-m", model, "--host", "127.0.0.1", "--port", str(port), "-t", "2"]
