@@ -100,7 +100,7 @@ class Runtime:
         self._record = TurnRecord(turn=0)
         self._task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
-        self._phase = Phase.IDLE
+        self._phase: Phase | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._audio_allowed = asyncio.Event()
         self._idle = asyncio.Event()
@@ -254,7 +254,7 @@ class Runtime:
 
     def _enter(self, phase: Phase, turn: int) -> None:
         previous, self._phase = self._phase, phase
-        _LOGGER.info("%s→%s turn=%d", previous, phase, turn)
+        _LOGGER.info("%s→%s turn=%d", previous or "", phase, turn)
         if self._audio_clock:
             t_seconds = self._frame_index * FRAME_SECONDS
         else:

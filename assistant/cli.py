@@ -65,6 +65,9 @@ def _setup_logging(level: str) -> None:
     if sys.stderr.isatty():
         fmt = "%(asctime)s " + fmt
     logging.basicConfig(level=level, format=fmt, stream=sys.stderr)
+    # Libraries speak only when something is wrong; our own lines say what happened.
+    for name in ("transitions", "httpx2", "httpcore2", "openai"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
 
 def _devices() -> int:

@@ -199,7 +199,8 @@ def find_model(models_dir: Path, name: str, kinds: tuple[str, ...], key: str) ->
             return versions[-1]
     where = " or ".join(str(models_dir / kind) for kind in kinds)
     raise ConfigError(
-        f"{key}: no model {name!r} in {where} (see models/README.md; LINGLING_MODELS sets the folder)"
+        f"{key}: no model {name!r} in {where} "
+        "(see models/README.md; LINGLING_MODELS sets the folder)"
     )
 
 
