@@ -145,6 +145,46 @@ class TtsConfig(_Section):
     """Watchdog: speaking longer than this without progress ends the turn."""
 
 
+class MqttTlsConfig(_Section):
+    ca_file: Path | None = None
+    """CA certificate(s) to trust; null uses the system's."""
+    cert_file: Path | None = None
+    """Client certificate, for brokers that ask for one."""
+    key_file: Path | None = None
+
+
+class MqttConfig(_Section):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 1883
+    username: str | None = None
+    password_env: str = "LINGLING_MQTT_PASSWORD"
+    """The password is read from this environment variable, never from the file."""
+    tls: MqttTlsConfig | None = None
+    """Set (even to {}) to connect with TLS."""
+    topic_prefix: str = "lingling"
+    site: str | None = None
+    """This assistant's name in topics; null means the host name."""
+    discovery: bool = True
+    """Announce the device to Home Assistant (MQTT discovery)."""
+    discovery_prefix: str = "homeassistant"
+    hermes: bool = False
+    """Also speak Rhasspy's Hermes topics."""
+    keepalive_seconds: Annotated[int, Field(ge=5, le=3600)] = 30
+    reconnect_max_seconds: Annotated[float, _between(1.0, 600.0)] = 30.0
+    max_payload_bytes: Annotated[int, Field(ge=16, le=1_000_000)] = 65_536
+    """Command payloads larger than this are logged and ignored."""
+
+
+class IntentsConfig(_Section):
+    enabled: bool = True
+    directory: Path = Path("intents")
+    """Intent definitions (YAML), relative to the file that sets it."""
+    language: str = "en"
+    follow_up_seconds: Annotated[float, _between(0.0, 60.0)] = 5.0
+    """After a reply that asks a question, listen this long without the wake word (0: never)."""
+
+
 class Config(_Section):
     models_dir: Path = Path("models")
     """Where models are looked up; the environment variable LINGLING_MODELS overrides it."""
@@ -154,6 +194,8 @@ class Config(_Section):
     stt: SttConfig = SttConfig()
     llm: LlmConfig = LlmConfig()
     tts: TtsConfig = TtsConfig()
+    mqtt: MqttConfig = MqttConfig()
+    intents: IntentsConfig = IntentsConfig()
 
 
 def load_config(
@@ -165,21 +207,32 @@ def load_config(
     """Load the bundled defaults, overlay ``path`` (which may be partial) and validate."""
     env = os.environ if env is None else env
     data = _read_yaml(base)
-    anchor = base.parent  # a relative models_dir is relative to the file that set it
+    user: dict[str, Any] = {}
     if path is not None:
         user = _read_yaml(path)
         data = _merge(data, user)
-        if "models_dir" in user:
-            anchor = path.parent
     if env.get(MODELS_ENV):
         data["models_dir"] = env[MODELS_ENV]
-        anchor = Path.cwd()
     try:
         config = Config.model_validate(data)
     except ValidationError as err:
         raise ConfigError(_describe(err)) from err
-    models_dir = (anchor / config.models_dir.expanduser()).resolve()
-    return config.model_copy(update={"models_dir": models_dir})
+
+    def anchored(value: Path, *keys: str) -> Path:
+        """A relative path is relative to the file that set it."""
+        source: Any = user
+        for key in keys:
+            source = source.get(key, {}) if isinstance(source, dict) else {}
+        anchor = path.parent if path is not None and source != {} else base.parent
+        return (anchor / value.expanduser()).resolve()
+
+    models_dir = anchored(config.models_dir, "models_dir")
+    if env.get(MODELS_ENV):
+        models_dir = Path(env[MODELS_ENV]).expanduser().resolve()
+    intents = config.intents.model_copy(
+        update={"directory": anchored(config.intents.directory, "intents", "directory")}
+    )
+    return config.model_copy(update={"models_dir": models_dir, "intents": intents})
 
 
 def find_model(models_dir: Path, name: str, kinds: tuple[str, ...], key: str) -> Path:

@@ -101,3 +101,20 @@ def test_find_model_by_name_version_or_path(tmp_path: Path) -> None:
         find_model(tmp_path, "nope", ("openwakeword",), "wake.models[1]")
     with pytest.raises(ConfigError, match=r"tts\.voice: no such file"):
         find_model(tmp_path, "/no/such/voice.onnx", ("piper",), "tts.voice")
+
+
+def test_the_intents_folder_is_relative_to_the_file_that_sets_it(tmp_path: Path) -> None:
+    assert load_config(env={}).intents.directory == (DEFAULT_CONFIG.parent / "intents").resolve()
+    path = write(tmp_path, "intents: {directory: mine}\n")
+    assert load_config(path, env={}).intents.directory == (tmp_path / "mine").resolve()
+
+
+def test_mqtt_settings_are_checked(tmp_path: Path) -> None:
+    config = load_config(env={})
+    assert (config.mqtt.host, config.mqtt.port, config.mqtt.topic_prefix) == (
+        "127.0.0.1",
+        1883,
+        "lingling",
+    )
+    with pytest.raises(ConfigError, match=r"mqtt\.port: input should be less than or equal"):
+        load_config(write(tmp_path, "mqtt: {port: 70000}"), env={})
