@@ -6,9 +6,10 @@ Observers (the JSONL event log here; MQTT later) receive plain data and must not
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Any
 
 from assistant.commands import Outcome, Phase
 
@@ -82,15 +83,56 @@ class TurnRecord:
         return event
 
 
-class Observer(Protocol):
-    def state_entered(self, phase: Phase, turn: int, t_seconds: float) -> None: ...
+@dataclass(frozen=True, slots=True)
+class RecognizedIntent:
+    """An intent that will be (or was) acted on: matched locally or asked for by the LLM."""
 
-    def turn_finished(self, record: TurnRecord) -> None: ...
+    name: str
+    slots: Mapping[str, Any]
+    text: str
+    """The transcript it was recognised in."""
+    source: str
+    """``local`` (the template matcher) or ``llm`` (a validated tool call)."""
 
-    def error_reported(self, turn: int, code: str, message: str, phase: Phase) -> None: ...
+
+class Observer:
+    """Receives what happens. Every method is optional: the defaults do nothing.
+
+    Called on the event loop's thread, in order; an observer must never block (queue the work).
+    """
+
+    def state_entered(self, phase: Phase, turn: int, t_seconds: float) -> None:
+        pass
+
+    def wake_detected(self, turn: int, wake_word: str | None, score: float | None) -> None:
+        """A turn began: by a wake word, or (wake_word None) by a request to listen."""
+
+    def transcript_ready(self, turn: int, text: str) -> None:
+        pass
+
+    def intent_recognized(self, turn: int, intent: RecognizedIntent) -> None:
+        pass
+
+    def intent_not_recognized(self, turn: int, text: str) -> None:
+        """The transcript matched no local intent (it goes to the LLM, if there is one)."""
+
+    def response_ready(self, turn: int, text: str) -> None:
+        """The whole reply (or announcement) text, once known."""
+
+    def error_reported(self, turn: int, code: str, message: str, phase: Phase) -> None:
+        pass
+
+    def turn_finished(self, record: TurnRecord) -> None:
+        pass
+
+    def mute_changed(self, muted: bool) -> None:
+        pass
+
+    def announcement_finished(self, request_id: str | None) -> None:
+        """A ``say`` request has been spoken (or dropped); ``request_id`` as it was given."""
 
 
-class JsonlEventLog:
+class JsonlEventLog(Observer):
     """``--events FILE``: one JSON object per line, flushed as it happens."""
 
     def __init__(self, stream: IO[str]) -> None:

@@ -14,7 +14,7 @@ from assistant.commands import Earcon, Phase
 from assistant.config import Config
 from assistant.earcons import earcon_pcm
 from assistant.errors import AudioError, ChatError, TranscriptionError
-from assistant.events import TurnRecord
+from assistant.events import Observer, TurnRecord
 from tests.fakes import (
     SILENCE,
     SPEECH,
@@ -43,7 +43,7 @@ COMMAND = frames((SILENCE, 3), (WAKE, 1), (SPEECH, 10), (SILENCE, 14))
 
 
 @dataclass
-class Recorder:
+class Recorder(Observer):
     states: list[str] = field(default_factory=list)
     turns: list[TurnRecord] = field(default_factory=list)
     errors: list[tuple[str, str]] = field(default_factory=list)

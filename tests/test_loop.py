@@ -21,7 +21,7 @@ from assistant.cli import RunOptions, serve
 from assistant.commands import Earcon, Phase
 from assistant.config import load_config
 from assistant.earcons import earcon_pcm
-from assistant.events import TurnRecord
+from assistant.events import Observer, TurnRecord
 from tests.scenarios import Scenario, concat, recording, silence, write_wav
 from tests.servers import FakeLlamaServer, FakeWhisperServer
 
@@ -33,7 +33,7 @@ RATE = 16_000
 
 
 @dataclass
-class Clock:
+class Clock(Observer):
     """Observer noting when (monotonic) each state was entered."""
 
     states: list[tuple[str, float]] = field(default_factory=list)
