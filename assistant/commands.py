@@ -26,6 +26,7 @@ class Outcome(StrEnum):
     """How a turn ended."""
 
     ANSWERED = "answered"
+    ANNOUNCED = "announced"
     NO_SPEECH = "no_speech"
     NOTHING_HEARD = "nothing_heard"  # the transcript was empty
     FAILED = "failed"
@@ -56,9 +57,13 @@ class PlayEarcon:
 
 @dataclass(frozen=True, slots=True)
 class StartListening:
-    """Feed the VAD from the audio kept since the wake word, and decide where speech ends."""
+    """Feed the VAD from the audio kept since the wake word, and decide where speech ends.
+
+    ``no_speech_seconds`` overrides the configured wait for speech (a follow-up question's window).
+    """
 
     turn: int
+    no_speech_seconds: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +78,15 @@ class Reply:
 
     turn: int
     text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Announce:
+    """Speak ``text`` as it is (a ``say`` request), without thinking."""
+
+    turn: int
+    text: str
+    request_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +117,7 @@ Command = (
     | StartListening
     | Transcribe
     | Reply
+    | Announce
     | CancelTurn
     | ReportError
     | FinishTurn

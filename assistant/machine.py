@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Final
 from transitions import EventData, Machine, State
 
 from assistant.commands import (
+    Announce,
     CancelTurn,
     Command,
     Earcon,
@@ -38,9 +39,12 @@ BUSY: Final = [P.WAKE, P.LISTENING, P.TRANSCRIBING, P.THINKING, P.SPEAKING]
 TRANSITIONS: Final[list[dict[str, Any]]] = [
     {"trigger": "wake_detected", "source": P.IDLE, "dest": P.WAKE, "before": "_new_turn"},
     {"trigger": "listen_requested", "source": P.IDLE, "dest": P.WAKE, "before": "_new_turn"},
+    {"trigger": "say_requested", "source": P.IDLE, "dest": P.SPEAKING,
+     "before": "_new_turn", "after": "_announce"},
     # A wake word or a request while a turn runs is ignored on purpose.
     {"trigger": "wake_detected", "source": BUSY, "dest": None},
     {"trigger": "listen_requested", "source": BUSY, "dest": None},
+    {"trigger": "say_requested", "source": BUSY, "dest": None},
     {"trigger": "earcon_finished", "source": P.WAKE, "dest": P.LISTENING},
     {"trigger": "speech_started", "source": P.LISTENING, "dest": None},
     {"trigger": "speech_ended", "source": P.LISTENING, "dest": P.TRANSCRIBING,
@@ -52,6 +56,9 @@ TRANSITIONS: Final[list[dict[str, Any]]] = [
      "before": "_nothing_heard"},
     {"trigger": "speaking_started", "source": P.THINKING, "dest": P.SPEAKING},
     {"trigger": "sentence_played", "source": P.SPEAKING, "dest": None, "after": "_rearm"},
+    # A reply that asks a question: listen again, without the wake word, as a new turn.
+    {"trigger": "reply_finished", "source": P.SPEAKING, "dest": P.WAKE,
+     "conditions": "_follow_up", "before": "_follow_up_turn"},
     {"trigger": "reply_finished", "source": [P.THINKING, P.SPEAKING], "dest": P.IDLE,
      "before": "_answered"},
     {"trigger": "failed", "source": BUSY, "dest": P.IDLE, "before": "_fail"},
@@ -102,6 +109,7 @@ class Assistant:
         self.turn = 0
         self._active = False
         self._outcome = Outcome.ANSWERED
+        self._follow_up_seconds: float | None = None
         self._commands: list[Command] = []
         self._machine = Machine(
             model=self,
@@ -134,6 +142,15 @@ class Assistant:
         self.turn += 1
         self._active = True
         self._outcome = Outcome.ANSWERED
+        self._follow_up_seconds = None
+
+    def _follow_up(self, event: EventData) -> bool:
+        return bool(event.kwargs.get("follow_up_seconds"))
+
+    def _follow_up_turn(self, event: EventData) -> None:
+        self._commands.append(FinishTurn(self.turn, Outcome.ANSWERED))
+        self._new_turn(event)
+        self._follow_up_seconds = float(event.kwargs["follow_up_seconds"])
 
     def _entered(self, event: EventData) -> None:
         phase = self.phase
@@ -142,7 +159,7 @@ class Assistant:
         if phase is P.WAKE:
             self._commands.append(PlayEarcon(self.turn, Earcon.AWAKE))
         elif phase is P.LISTENING:
-            self._commands.append(StartListening(self.turn))
+            self._commands.append(StartListening(self.turn, self._follow_up_seconds))
         elif phase is P.IDLE:
             self._active = False
             self._commands.append(FinishTurn(self.turn, self._outcome))
@@ -156,6 +173,11 @@ class Assistant:
     def _reply(self, event: EventData) -> None:
         self._commands.append(Reply(self.turn, str(event.kwargs["text"]).strip()))
 
+    def _announce(self, event: EventData) -> None:
+        self._outcome = Outcome.ANNOUNCED
+        request_id = event.kwargs.get("request_id")
+        self._commands.append(Announce(self.turn, str(event.kwargs["text"]), request_id))
+
     def _rearm(self, event: EventData) -> None:
         self._commands.append(SetTimeout(self.turn, self.timeouts.speaking_seconds))
 
@@ -166,7 +188,8 @@ class Assistant:
         self._outcome = Outcome.NOTHING_HEARD
 
     def _answered(self, event: EventData) -> None:
-        self._outcome = Outcome.ANSWERED
+        if self._outcome is not Outcome.ANNOUNCED:
+            self._outcome = Outcome.ANSWERED
 
     def _fail(self, event: EventData) -> None:
         code = str(event.kwargs.get("code", "error"))

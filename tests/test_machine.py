@@ -8,6 +8,7 @@ import pytest
 from transitions import MachineError
 
 from assistant.commands import (
+    Announce,
     CancelTurn,
     Command,
     Earcon,
@@ -239,3 +240,47 @@ def test_timeouts_come_from_the_config() -> None:
     assert timeouts.of(P.SPEAKING) == 11
     assert timeouts.of(P.LISTENING) == 13
     assert timeouts.of(P.IDLE) is None
+
+
+def test_say_speaks_from_idle_as_its_own_turn() -> None:
+    machine = Assistant(TIMEOUTS)
+    commands = machine.handle("say_requested", text="Dinner is ready", request_id="r1")
+    assert commands == [
+        EnterState(P.SPEAKING, 1),
+        SetTimeout(1, 5.0),
+        Announce(1, "Dinner is ready", "r1"),
+    ]
+    commands = machine.handle("reply_finished", turn=1)
+    assert machine.phase is P.IDLE
+    assert commands[-1] == FinishTurn(1, Outcome.ANNOUNCED)
+
+
+@pytest.mark.parametrize(("name", "events", "phase"), STAGES, ids=[s[0] for s in STAGES])
+def test_say_during_a_turn_is_ignored(name: str, events: list[Event], phase: Phase) -> None:
+    machine, _ = run(events)
+    assert machine.handle("say_requested", text="hello") == []
+    assert machine.phase is phase
+
+
+def test_a_reply_that_asks_listens_again_as_a_new_turn_without_the_wake_word() -> None:
+    machine, _ = run(to_speaking())
+    commands = machine.handle("reply_finished", turn=1, follow_up_seconds=4.0)
+    assert commands == [
+        FinishTurn(1, Outcome.ANSWERED),
+        EnterState(P.WAKE, 2),
+        SetTimeout(2, 1.0),
+        PlayEarcon(2, Earcon.AWAKE),
+    ]
+    commands = machine.handle("earcon_finished", turn=2)
+    assert commands[-1] == StartListening(2, no_speech_seconds=4.0)
+    # Silence in the window ends the conversation; the next wake word listens normally again.
+    machine.handle("no_speech", turn=2)
+    assert machine.phase is P.IDLE
+    run(to_listening(turn=3), machine)
+    assert machine.turn == 3
+
+
+def test_a_reply_without_a_question_goes_back_to_idle() -> None:
+    machine, _ = run(to_speaking())
+    machine.handle("reply_finished", turn=1, follow_up_seconds=None)
+    assert machine.phase is P.IDLE
