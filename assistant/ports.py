@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,14 +16,29 @@ class Detection:
 
 
 @dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A function the model asked to call: ``arguments`` is its JSON text, unchecked."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
 class ChatChunk:
-    """A piece of a streamed reply. The last one may carry llama.cpp's ``timings``."""
+    """A piece of a streamed reply. The last one may carry llama.cpp's ``timings``.
+
+    ``tool_calls`` holds the reply's complete tool calls, all in one chunk once the model has
+    finished them (before the timings).
+    """
 
     text: str = ""
     timings: Mapping[str, float] | None = field(default=None)
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
-Message = Mapping[str, str]
+Message = Mapping[str, Any]
+"""An OpenAI chat message: ``role`` and ``content``, and ``tool_calls`` / ``tool_call_id``."""
 
 
 class Microphone(Protocol):
@@ -72,8 +87,10 @@ class Transcriber(Protocol):
 
 
 class Chat(Protocol):
-    def stream(self, messages: Sequence[Message]) -> AsyncIterator[ChatChunk]:
-        """Stream a reply to ``messages``; raise ChatError on failure."""
+    def stream(
+        self, messages: Sequence[Message], tools: Sequence[Mapping[str, Any]] | None = None
+    ) -> AsyncIterator[ChatChunk]:
+        """Stream a reply to ``messages``, offering ``tools``; raise ChatError on failure."""
         ...
 
 

@@ -9,7 +9,8 @@ They answer like the real servers (checked against whisper.cpp 1.9.1's ``whisper
 llama.cpp's ``llama-server``, see tests/test_real_servers.py) and record every request with
 ``time.monotonic()`` stamps, so tests can compare them with the client's own clock. Public
 attributes set before or during a test inject faults: ``delay_seconds``, ``error_status``,
-``hang`` / ``stall_after_tokens`` (released by ``stop()``).
+``hang`` / ``stall_after_tokens`` (released by ``stop()``). ``FakeLlamaServer.script`` scripts
+replies per request, tool calls included (``FakeReply``, ``FakeToolCall``).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import string
 import threading
 import time
 import wave
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -354,11 +355,65 @@ def tokenize(text: str) -> list[str]:
     return _TOKEN.findall(text)
 
 
+_ARGUMENT_PIECE: Final = re.compile(r"\s*\w+|\s*[^\w\s]|\s+")
+
+
+@dataclass(frozen=True, slots=True)
+class FakeToolCall:
+    """A tool call the fake model makes.
+
+    ``arguments`` is the JSON text the model generates (it need not be valid: a model's is not
+    always), split into word-sized fragments, or the exact fragments. ``id`` None: a random
+    32-character id, as llama.cpp's ``gen_tool_call_id()`` makes when the template has none.
+    """
+
+    name: str
+    arguments: str | Sequence[str] = "{}"
+    id: str | None = None
+
+    def fragments(self) -> list[str]:
+        if isinstance(self.arguments, str):
+            return _ARGUMENT_PIECE.findall(self.arguments)
+        return list(self.arguments)
+
+
+@dataclass(frozen=True, slots=True)
+class FakeReply:
+    """One scripted answer: ``text`` (a string split into tokens, or the exact tokens), then
+    ``tool_calls``."""
+
+    text: str | Sequence[str] = ""
+    tool_calls: Sequence[FakeToolCall] = ()
+
+    def deltas(self) -> list[dict[str, Any]]:
+        """One ``delta`` per generated token, as llama.cpp streams them.
+
+        llama.cpp parses the output after every token and sends the difference
+        (``common_chat_msg_diff::compute_diffs``, ``server_chat_msg_diff_to_json_oaicompat``):
+        a new call comes whole, ``index``, ``id``, ``type`` and ``function.name`` (its
+        ``arguments`` left out while empty), then each new piece of its arguments as
+        ``{"index": i, "function": {"arguments": piece}}``.
+        """
+        tokens = tokenize(self.text) if isinstance(self.text, str) else list(self.text)
+        deltas: list[dict[str, Any]] = [{"content": token} for token in tokens]
+        for index, call in enumerate(self.tool_calls):
+            head = {"index": index, "id": call.id or _random_id(32), "type": "function"}
+            deltas.append({"tool_calls": [{**head, "function": {"name": call.name}}]})
+            deltas += [
+                {"tool_calls": [{"index": index, "function": {"arguments": piece}}]}
+                for piece in call.fragments()
+            ]
+        return deltas
+
+
 class FakeLlamaServer(LoopbackServer):
     """``llama-server`` with one slot whose model always answers ``reply``.
 
-    ``reply`` may be a string (split into word-piece tokens) or the exact token list.
-    ``tokens_per_second`` paces the content deltas; ``first_token_delay_seconds`` stands for the
+    ``reply`` may be a string (split into word-piece tokens) or the exact token list. ``script``
+    answers the next requests in turn, one item each (a string, a token list or a ``FakeReply``
+    with tool calls), before ``reply`` takes over again. Requests are checked like llama.cpp
+    checks them (messages with ``tool_calls`` and ``tool`` results, ``tools``, ``tool_choice``).
+    ``tokens_per_second`` paces the deltas; ``first_token_delay_seconds`` stands for the
     prompt processing that comes before the response headers. Like the real server it keeps the
     last prompt's tokens, so ``timings.cache_n`` counts the prefix shared with the previous
     request.
@@ -373,9 +428,12 @@ class FakeLlamaServer(LoopbackServer):
         *,
         tokens_per_second: float | None = None,
         first_token_delay_seconds: float = 0.0,
+        script: Sequence[str | Sequence[str] | FakeReply] = (),
     ) -> None:
         super().__init__()
         self.tokens = tokenize(reply) if isinstance(reply, str) else list(reply)
+        self.script: list[str | Sequence[str] | FakeReply] = list(script)
+        """Replies for the next requests, in order; each is used once."""
         self.tokens_per_second = tokens_per_second
         self.first_token_delay_seconds = first_token_delay_seconds
         self.error_after_tokens: int | None = None
@@ -406,6 +464,10 @@ class FakeLlamaServer(LoopbackServer):
             if not isinstance(messages, list):
                 problem = "Expected 'messages' to be an array"
                 self._error(handler, 400, problem, "invalid_request_error")
+                return
+            refused = _check_chat_request(body)
+            if refused is not None:
+                self._error(handler, *refused)
                 return
             with self._mutex:
                 self._complete(handler, path, body)
@@ -451,16 +513,22 @@ class FakeLlamaServer(LoopbackServer):
         prompt = _render_prompt(body["messages"])
         cache_n = _common_prefix(prompt, self._cached_prompt)
         cache_n = min(cache_n, len(prompt) - 1)  # the last prompt token is always evaluated
-        tokens, finish_reason = self.tokens, "stop"
+        reply = self.script.pop(0) if self.script else self.tokens
+        deltas = (reply if isinstance(reply, FakeReply) else FakeReply(reply)).deltas()
+        if not body.get("tools") or body.get("tool_choice") == "none":
+            deltas = [delta for delta in deltas if "tool_calls" not in delta]
+        finish_reason = "tool_calls" if any("tool_calls" in d for d in deltas) else "stop"
         max_tokens = body.get("max_tokens", body.get("n_predict"))
-        if isinstance(max_tokens, int) and 0 <= max_tokens < len(tokens):
-            tokens, finish_reason = tokens[:max_tokens], "length"
+        if isinstance(max_tokens, int) and 0 <= max_tokens < len(deltas):
+            deltas, finish_reason = deltas[:max_tokens], "length"
+        message = _message(deltas)
         # the slot's cache holds the prompt and what was generated after it
-        self._cached_prompt = prompt + _PROMPT_TOKEN.findall("".join(tokens))
-        usage: dict[str, Any] = {  # a natural stop also generated the end-of-text token
-            "completion_tokens": len(tokens) + (finish_reason == "stop"),
+        self._cached_prompt = prompt + _PROMPT_TOKEN.findall(_render_output(message))
+        stopped = finish_reason != "length"  # a natural stop also generated end-of-text
+        usage: dict[str, Any] = {
+            "completion_tokens": len(deltas) + stopped,
             "prompt_tokens": len(prompt),
-            "total_tokens": len(tokens) + (finish_reason == "stop") + len(prompt),
+            "total_tokens": len(deltas) + stopped + len(prompt),
             "prompt_tokens_details": {"cached_tokens": cache_n},
         }
         meta = _Meta(
@@ -471,9 +539,8 @@ class FakeLlamaServer(LoopbackServer):
             prompt_ms=max(0.001, self.first_token_delay_seconds * 1000),
         )
         if body.get("stream"):
-            self._stream(handler, request, meta, tokens, finish_reason, usage)
+            self._stream(handler, request, meta, deltas, finish_reason, usage)
             return
-        message = {"role": "assistant", "content": "".join(tokens)}
         answer = {
             "choices": [{"finish_reason": finish_reason, "index": 0, "message": message}],
             "created": int(time.time()),
@@ -493,7 +560,7 @@ class FakeLlamaServer(LoopbackServer):
         handler: _Handler,
         request: LlamaRequest,
         meta: _Meta,
-        tokens: list[str],
+        deltas: list[dict[str, Any]],
         finish_reason: str,
         usage: dict[str, Any],
     ) -> None:
@@ -509,7 +576,7 @@ class FakeLlamaServer(LoopbackServer):
         try:
             # the first result carries the role together with the first token, in one write
             first = [meta.chunk({"role": "assistant", "content": None})]
-            for sent, token in enumerate(tokens):
+            for sent, delta in enumerate(deltas):
                 if sent == self.error_after_tokens:
                     writer.send([{"error": _llama_error(500, "fake failure")["error"]}])
                     writer.end(done=False)
@@ -520,7 +587,7 @@ class FakeLlamaServer(LoopbackServer):
                     return
                 if sent and interval and self.wait(interval):
                     return
-                writer.send([*first, meta.chunk({"content": token})])
+                writer.send([*first, meta.chunk(delta)])
                 first = []
             final = [meta.chunk({}, finish_reason)]
             if (request.body.get("stream_options") or {}).get("include_usage"):
@@ -540,11 +607,105 @@ _PROMPT_TOKEN: Final = re.compile(r"\s*\w+|\s*[^\w\s]")
 def _render_prompt(messages: list[Any]) -> list[str]:
     """Prompt tokens through a ChatML-like template, ending with the assistant's turn."""
     text = "".join(
-        f"<|{message.get('role')}|>{message.get('content')}<|end|>"
+        f"<|{message.get('role')}|>{_render_output(message)}<|end|>"
         for message in messages
         if isinstance(message, dict)
     )
     return _PROMPT_TOKEN.findall(text + "<|assistant|>")
+
+
+def _render_output(message: dict[str, Any]) -> str:
+    """A message's text and tool calls as the model generates them (Hermes-style tags)."""
+    content = message.get("content")
+    text = content if isinstance(content, str) else "" if content is None else json.dumps(content)
+    for call in message.get("tool_calls") or []:
+        function = call.get("function") or {}
+        arguments = function.get("arguments")
+        if not isinstance(arguments, str):
+            arguments = json.dumps(arguments)
+        name = json.dumps(function.get("name"))
+        text += f'<tool_call>{{"name": {name}, "arguments": {arguments}}}</tool_call>'
+    return text
+
+
+def _message(deltas: list[dict[str, Any]]) -> dict[str, Any]:
+    """The whole message the deltas make up, as a non-streamed answer carries it."""
+    content = "".join(delta.get("content", "") for delta in deltas)
+    message: dict[str, Any] = {"role": "assistant", "content": content}
+    calls: dict[int, dict[str, Any]] = {}
+    for delta in deltas:
+        for piece in delta.get("tool_calls", []):
+            call = calls.setdefault(piece["index"], {"type": "function", "function": {}})
+            function = call["function"]
+            function.setdefault("name", piece.get("function", {}).get("name", ""))
+            arguments = function.get("arguments", "")
+            function["arguments"] = arguments + piece.get("function", {}).get("arguments", "")
+            call.setdefault("id", piece.get("id"))
+    if calls:
+        message["tool_calls"] = [calls[index] for index in sorted(calls)]
+    return message
+
+
+def _check_chat_request(body: dict[str, Any]) -> tuple[int, str, str] | None:
+    """(status, message, type) of llama.cpp's answer to a request it refuses, or None."""
+    return next(_refusals(body), None)
+
+
+def _refusals(body: dict[str, Any]) -> Iterator[tuple[int, str, str]]:
+    """What llama.cpp refuses, in the order it checks: ``oaicompat_chat_params_parse``
+    (tools/server/server-common.cpp), then ``common_chat_msgs_parse_oaicompat``,
+    ``common_chat_tools_parse_oaicompat`` and ``common_chat_tool_choice_parse_oaicompat``
+    (common/chat.cpp). ``std::invalid_argument`` becomes 400, other exceptions 500."""
+    invalid, failed = "invalid_request_error", "server_error"
+    messages = [message for message in body["messages"] if isinstance(message, dict)]
+    for message in messages:
+        role = message.get("role")
+        if role != "assistant" and "content" not in message:
+            yield 400, "All non-assistant messages must contain 'content'", invalid
+        if role == "assistant" and "content" not in message and "tool_calls" not in message:
+            yield 400, "Assistant message must contain either 'content' or 'tool_calls'!", invalid
+        if not isinstance(message.get("content"), str | list | None):
+            yield 400, "Expected 'content' to be a string or an array", invalid
+    parse = "Failed to parse messages: "
+    for message in body["messages"]:
+        if not isinstance(message, dict):
+            yield 500, f"{parse}Expected 'message' to be an object, got {_dump(message)}", failed
+        elif "role" not in message:
+            yield 500, f"{parse}Missing 'role' in message: {_dump(message)}", failed
+    for message in messages:
+        for call in message.get("tool_calls") or []:
+            function = call.get("function") if isinstance(call, dict) else None
+            if not isinstance(call, dict) or call.get("type") != "function":
+                yield 500, f"{parse}Missing tool call type: {_dump(call)}", failed
+            elif not isinstance(function, dict) or "name" not in function:
+                yield 500, f"{parse}Missing tool call name: {_dump(call)}", failed
+            elif "arguments" not in function:
+                problem = "[json.exception.out_of_range.403] key 'arguments' not found"
+                yield 500, parse + problem, failed
+    tools = body.get("tools")
+    listing = f"; tools = {json.dumps(tools, indent=2, ensure_ascii=False)}"
+    if tools is not None and not isinstance(tools, list):
+        problem = f"Expected 'tools' to be an array, got {_dump(tools)}"
+        yield 500, f"Failed to parse tools: {problem}{listing}", failed
+    for tool in tools if isinstance(tools, list) else []:
+        if not isinstance(tool, dict) or tool.get("type") != "function":
+            problem = f"Unsupported tool type: {_dump(tool)}"
+            yield 500, f"Failed to parse tools: {problem}{listing}", failed
+        elif not isinstance(tool.get("function"), dict) or "name" not in tool["function"]:
+            problem = f"Missing tool function: {_dump(tool)}"
+            yield 500, f"Failed to parse tools: {problem}{listing}", failed
+    tool_choice = body.get("tool_choice", "auto")
+    if isinstance(tool_choice, str) and tool_choice not in ("auto", "none", "required"):
+        yield 400, f"Invalid tool_choice: {tool_choice}", invalid
+
+
+def _dump(value: object) -> str:
+    """JSON as nlohmann::json's ``dump()`` writes it (compact, UTF-8)."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _random_id(length: int) -> str:
+    return "".join(random.choices(string.ascii_letters + string.digits, k=length))
 
 
 def _llama_error(code: int, message: str, kind: str = "server_error") -> dict[str, Any]:

@@ -6,16 +6,22 @@ import asyncio
 import re
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, cast
 
 import httpx2
 import pytest
 
-from assistant.config import LlmConfig
+from assistant.config import IntentsConfig, LlmConfig
 from assistant.errors import ChatError
-from assistant.llm import Conversation, LlamaChat
-from assistant.ports import ChatChunk, Message
+from assistant.intents import IntentError, Intents
+from assistant.llm import Conversation, LlamaChat, ToolStep, asks_question, openai_client
+from assistant.ports import ChatChunk, Message, ToolCall
 from assistant.sentences import SentenceSplitter
-from tests.servers import FakeLlamaServer
+from tests.servers import FakeLlamaServer, FakeReply, FakeToolCall
+
+INTENTS_DIR = Path(__file__).parent.parent / "intents"
 
 REPLY = "Sure. The kitchen light is on now. Anything else?"
 TIMING_KEYS = {
@@ -485,3 +491,344 @@ def test_flush_resets_the_splitter() -> None:
     assert split_all(["2. Again."]) == ["Again."]
     assert splitter.feed("3. Three. ") == []
     assert splitter.flush() == ["Three."]
+
+
+# --- tool calls through the real client on the loopback llama.cpp server ----------------------
+
+TOOLS: list[dict[str, Any]] = [
+    {
+        "type": "function",
+        "function": {
+            "name": "HassTurnOn",
+            "description": "Turns on a light or device.",
+            "parameters": {
+                "type": "object",
+                "properties": {"name": {"type": "string", "enum": ["kitchen light", "fan"]}},
+                "required": ["name"],
+                "additionalProperties": False,
+            },
+        },
+    }
+]
+TURN_ON_KITCHEN = FakeToolCall("HassTurnOn", '{"name": "kitchen light"}', id="call-kitchen")
+
+
+async def collect_with_tools(
+    chat: LlamaChat, messages: Sequence[Message], tools: Sequence[dict[str, Any]] = TOOLS
+) -> list[ChatChunk]:
+    async def run() -> list[ChatChunk]:
+        return [chunk async for chunk in chat.stream(messages, tools=tools)]
+
+    return await asyncio.wait_for(run(), 1)
+
+
+def tool_calls(chunks: Sequence[ChatChunk]) -> list[ToolCall]:
+    return [call for chunk in chunks for call in chunk.tool_calls]
+
+
+async def test_a_tool_call_is_assembled_from_its_streamed_pieces() -> None:
+    with FakeLlamaServer(script=[FakeReply(tool_calls=[TURN_ON_KITCHEN])]) as llama:
+        chat = make_chat(llama.v1_url)
+        try:
+            chunks = await collect_with_tools(chat, QUESTION)
+        finally:
+            await chat.aclose()
+
+    assert tool_calls(chunks) == [
+        ToolCall(id="call-kitchen", name="HassTurnOn", arguments='{"name": "kitchen light"}')
+    ]
+    assert [chunk.text for chunk in chunks if chunk.text] == []
+    with_calls = [index for index, chunk in enumerate(chunks) if chunk.tool_calls]
+    assert with_calls == [len(chunks) - 2]  # one chunk, right before the timings
+    assert chunks[-1].timings is not None
+    (request,) = llama.requests
+    assert request.body["tools"] == TOOLS
+    assert request.body["tool_choice"] == "auto"
+    pieces = [
+        c for c in request.chunks if c.get("choices") and "tool_calls" in c["choices"][0]["delta"]
+    ]
+    assert len(pieces) > 5  # the arguments came in many fragments
+    assert request.chunks[-1]["choices"][0]["finish_reason"] == "tool_calls"
+
+
+async def test_text_before_a_tool_call_streams_first() -> None:
+    reply = FakeReply("Sure, one moment.", tool_calls=[TURN_ON_KITCHEN])
+    with FakeLlamaServer(script=[reply]) as llama:
+        chat = make_chat(llama.v1_url)
+        try:
+            chunks = await collect_with_tools(chat, QUESTION)
+        finally:
+            await chat.aclose()
+    assert [chunk.text for chunk in chunks if chunk.text] == ["Sure,", " one", " moment."]
+    assert [call.name for call in tool_calls(chunks)] == ["HassTurnOn"]
+    assert chunks.index(next(c for c in chunks if c.tool_calls)) == 3
+
+
+async def test_two_tool_calls_in_one_reply_come_in_order() -> None:
+    fan = FakeToolCall("HassTurnOn", '{"name": "fan"}')
+    with FakeLlamaServer(script=[FakeReply(tool_calls=[TURN_ON_KITCHEN, fan])]) as llama:
+        chat = make_chat(llama.v1_url)
+        try:
+            chunks = await collect_with_tools(chat, QUESTION)
+        finally:
+            await chat.aclose()
+    first, second = tool_calls(chunks)
+    assert (first.id, first.arguments) == ("call-kitchen", '{"name": "kitchen light"}')
+    assert (second.name, second.arguments) == ("HassTurnOn", '{"name": "fan"}')
+    assert re.fullmatch(r"[A-Za-z0-9]{32}", second.id)  # llama.cpp's generated id
+    assert sum(1 for chunk in chunks if chunk.tool_calls) == 1
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        FakeToolCall("UnlockDoor", '{"door": "front"}'),
+        FakeToolCall("HassTurnOn", '{"name": "front door lock"}'),
+        FakeToolCall("HassTurnOn", '{"name": "kitchen'),
+        FakeToolCall("HassTurnOn", ['{"na', 'me": "fan", "then": "UnlockDoor"', "}"]),
+    ],
+)
+async def test_invalid_tool_calls_arrive_unchanged_for_validation(call: FakeToolCall) -> None:
+    with FakeLlamaServer(script=[FakeReply(tool_calls=[call])]) as llama:
+        chat = make_chat(llama.v1_url)
+        try:
+            chunks = await collect_with_tools(chat, QUESTION)
+        finally:
+            await chat.aclose()
+    (received,) = tool_calls(chunks)
+    arguments = call.arguments if isinstance(call.arguments, str) else "".join(call.arguments)
+    assert (received.name, received.arguments) == (call.name, arguments)
+    with pytest.raises(IntentError):
+        Intents.load(IntentsConfig(directory=INTENTS_DIR)).validate(
+            received.name, received.arguments
+        )
+
+
+async def test_arguments_split_into_single_characters_are_joined() -> None:
+    arguments = '{"name": "kitchen light"}'
+    call = FakeToolCall("HassTurnOn", list(arguments), id="c1")
+    with FakeLlamaServer(script=[FakeReply(tool_calls=[call])]) as llama:
+        chat = make_chat(llama.v1_url)
+        try:
+            chunks = await collect_with_tools(chat, QUESTION)
+        finally:
+            await chat.aclose()
+    assert tool_calls(chunks) == [ToolCall("c1", "HassTurnOn", arguments)]
+    assert len(llama.requests[0].chunks) > len(arguments)
+
+
+async def test_a_tool_call_cut_by_max_tokens_still_arrives_and_fails_validation() -> None:
+    with FakeLlamaServer(script=[FakeReply(tool_calls=[TURN_ON_KITCHEN])]) as llama:
+        chat = make_chat(llama.v1_url, max_tokens=4)
+        try:
+            chunks = await collect_with_tools(chat, QUESTION)
+        finally:
+            await chat.aclose()
+    (call,) = tool_calls(chunks)
+    assert call.arguments == '{"name'
+    assert llama.requests[0].chunks[-1]["choices"][0]["finish_reason"] == "length"
+    with pytest.raises(IntentError, match="not valid JSON"):
+        Intents.load(IntentsConfig(directory=INTENTS_DIR)).validate(call.name, call.arguments)
+
+
+async def test_without_tools_none_are_sent_and_none_come_back() -> None:
+    with FakeLlamaServer(script=[FakeReply("Hello.", tool_calls=[TURN_ON_KITCHEN])]) as llama:
+        chat = make_chat(llama.v1_url)
+        try:
+            chunks = await collect(chat, QUESTION)
+        finally:
+            await chat.aclose()
+    assert "tools" not in llama.requests[0].body
+    assert "tool_choice" not in llama.requests[0].body
+    assert tool_calls(chunks) == []
+    assert [chunk.text for chunk in chunks if chunk.text] == ["Hello."]
+
+
+async def test_a_tool_turn_round_trip_replays_into_the_next_prompts() -> None:
+    """Local validation between two requests, then the answer; the next turn's prompt starts
+    with everything the server already has in its cache."""
+    intents = Intents.load(IntentsConfig(directory=INTENTS_DIR))
+    script: list[str | Sequence[str] | FakeReply] = [
+        FakeReply(tool_calls=[TURN_ON_KITCHEN]),
+        "The kitchen light is on.",
+        "You are welcome.",
+    ]
+    conversation = Conversation("You are Lingling.", history_turns=6, history_chars=4000)
+    question = "could you light up the kitchen"
+    with FakeLlamaServer(script=script) as llama:
+        chat = make_chat(llama.v1_url)
+        try:
+            first = await collect_with_tools(chat, conversation.messages(question), intents.tools())
+            (call,) = tool_calls(first)
+            found = intents.validate(call.name, call.arguments, text=question)
+            step = ToolStep((call,), (intents.respond(found, datetime(2025, 5, 6, 15, 5)),))
+            second = await collect_with_tools(
+                chat, conversation.messages(question, [step]), intents.tools()
+            )
+            reply = "".join(chunk.text for chunk in second)
+            conversation.record(question, reply, [step])
+            third = await collect_with_tools(chat, conversation.messages("thanks"), intents.tools())
+        finally:
+            await chat.aclose()
+
+    assert found.slots == {"name": "kitchen light"}
+    assert reply == "The kitchen light is on."
+    assert tool_calls(second) == []
+    replayed = llama.requests[1].body["messages"]
+    assert replayed[:2] == llama.requests[0].body["messages"]
+    assert replayed[2:] == [
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call-kitchen",
+                    "type": "function",
+                    "function": {"name": "HassTurnOn", "arguments": '{"name": "kitchen light"}'},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call-kitchen", "content": "Turned on the kitchen light."},
+    ]
+    assert llama.requests[2].body["messages"][:4] == replayed
+    for chunks in (second, third):
+        timings = chunks[-1].timings
+        assert timings is not None
+        assert timings["cache_n"] > timings["prompt_n"]  # the tool turn stayed in the cache
+    assert "".join(chunk.text for chunk in third) == "You are welcome."
+
+
+async def test_the_fake_server_refuses_what_llama_cpp_refuses() -> None:
+    with FakeLlamaServer() as llama:
+        chat = make_chat(llama.v1_url)
+        try:
+            bad_tool = [{"id": "a", "function": {"name": "x", "arguments": "{}"}}]  # no type
+            no_type: list[Message] = [
+                {"role": "user", "content": "hi"},
+                {"role": "assistant", "content": None, "tool_calls": bad_tool},
+            ]
+            with pytest.raises(ChatError, match="HTTP 500: Failed to parse messages: Missing"):
+                await collect_with_tools(chat, no_type)
+            with pytest.raises(ChatError, match="HTTP 400: All non-assistant messages"):
+                await collect_with_tools(chat, [{"role": "tool", "tool_call_id": "a"}])
+        finally:
+            await chat.aclose()
+
+
+async def test_a_non_streamed_answer_carries_the_tool_calls() -> None:
+    with FakeLlamaServer(script=[FakeReply(tool_calls=[TURN_ON_KITCHEN])]) as llama:
+        client = openai_client(llama.v1_url, 1.0)
+        try:
+            answer = await client.chat.completions.create(
+                model="x", messages=[{"role": "user", "content": "hi"}], tools=cast(Any, TOOLS)
+            )
+        finally:
+            await client.close()
+    choice = answer.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    assert choice.message.content == ""
+    (call,) = choice.message.tool_calls or []
+    assert call.id == "call-kitchen"
+    assert call.type == "function"
+    assert (call.function.name, call.function.arguments) == (
+        "HassTurnOn",
+        '{"name": "kitchen light"}',
+    )
+
+
+# A stream shaped like llama.cpp's when the parser discovers a call with part of its arguments
+# and the name grows while it is parsed (both re-sent whole), with no id from the template, and
+# no finish_reason before the stream ends.
+GROWING_NAME_STREAM = b"""\
+data: {"choices":[{"finish_reason":null,"index":0,"delta":{"role":"assistant","content":null}}],\
+"created":1,"id":"chatcmpl-x","model":"m","object":"chat.completion.chunk"}
+
+data: {"choices":[{"finish_reason":null,"index":0,"delta":{"tool_calls":[{"index":0,\
+"function":{"name":"HassTurn","arguments":"{\\"na"}}]}}],"created":1,"id":"chatcmpl-x","model":"m",\
+"object":"chat.completion.chunk"}
+
+data: {"choices":[{"finish_reason":null,"index":0,"delta":{"tool_calls":[{"index":0,\
+"function":{"name":"HassTurnOn","arguments":"me\\": \\"fan\\"}"}}]}}],"created":1,\
+"id":"chatcmpl-x","model":"m","object":"chat.completion.chunk"}
+
+data: [DONE]
+
+"""
+
+
+async def test_a_name_sent_again_replaces_the_first_and_a_missing_id_is_made_up() -> None:
+    chat = mock_chat(RecordingStream([GROWING_NAME_STREAM]))
+    try:
+        chunks = await collect_with_tools(chat, QUESTION)
+    finally:
+        await chat.aclose()
+    assert tool_calls(chunks) == [ToolCall("call_0", "HassTurnOn", '{"name": "fan"}')]
+
+
+# --- Conversation with tool calls (pure) ------------------------------------------------------
+
+STEP = ToolStep(
+    (ToolCall("c1", "HassTurnOn", '{"name": "fan"}'),), ("Turned on the fan.",), text="On it."
+)
+
+
+def test_a_recorded_tool_turn_is_replayed_in_order() -> None:
+    conversation = Conversation("sys", history_turns=6, history_chars=4000)
+    conversation.record("fan on", "Done.", [STEP])
+    assert conversation.messages("thanks") == [
+        {"role": "system", "content": "sys"},
+        {"role": "user", "content": "fan on"},
+        {
+            "role": "assistant",
+            "content": "On it.",
+            "tool_calls": [
+                {
+                    "id": "c1",
+                    "type": "function",
+                    "function": {"name": "HassTurnOn", "arguments": '{"name": "fan"}'},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "c1", "content": "Turned on the fan."},
+        {"role": "assistant", "content": "Done."},
+        {"role": "user", "content": "thanks"},
+    ]
+    assert conversation.history == (("fan on", "Done."),)
+
+
+def test_the_continuation_prompt_extends_the_first_prompt() -> None:
+    conversation = Conversation("sys", history_turns=6, history_chars=4000)
+    conversation.record("hi", "Hello!")
+    first = conversation.messages("fan on")
+    second = conversation.messages("fan on", [STEP, STEP])
+    assert second[: len(first)] == first
+    assert [m["role"] for m in second[len(first) :]] == ["assistant", "tool"] * 2
+
+
+def test_tool_calls_and_results_count_toward_the_character_limit() -> None:
+    step = ToolStep((ToolCall("c", "N", "x" * 30),), ("y" * 30,))
+    conversation = Conversation("sys", history_turns=10, history_chars=100)
+    conversation.record("q1", "a1", [step])  # 2 + 2 + 1 + 30 + 30 = 65 characters
+    assert len(conversation.history) == 1
+    conversation.record("q2", "a2", [step])  # 130 > 100: only the newest one fits
+    assert conversation.history == (("q2", "a2"),)
+
+
+def test_a_tool_step_needs_one_result_per_call() -> None:
+    with pytest.raises(ValueError, match="one result per call"):
+        ToolStep((ToolCall("c", "N", "{}"),), ())
+
+
+@pytest.mark.parametrize(
+    ("reply", "question"),
+    [
+        ("Which light do you mean?", True),
+        ('Did you say "the fan?"', True),
+        ("Anything else? ", True),
+        ("The kitchen light is on.", False),
+        ("Why? Because it is late.", False),
+        ("", False),
+    ],
+)
+def test_asks_question(reply: str, question: bool) -> None:
+    assert asks_question(reply) is question
