@@ -19,6 +19,7 @@ from transitions import MachineError
 
 from assistant.audioformat import FRAME_BYTES, FRAME_SECONDS
 from assistant.commands import (
+    Announce,
     CancelTurn,
     Command,
     Earcon,
@@ -36,10 +37,18 @@ from assistant.config import Config
 from assistant.earcons import earcon_pcm
 from assistant.errors import AssistantError, AudioError
 from assistant.events import Observer, TurnRecord
-from assistant.llm import Conversation
+from assistant.intents import Intents
 from assistant.machine import Assistant, Timeouts
 from assistant.ports import Chat, Microphone, Speaker, Synthesizer, Transcriber, Vad, WakeWord
-from assistant.sentences import SentenceSplitter
+from assistant.remote import (
+    CancelRequested,
+    ListenRequested,
+    MuteRequested,
+    RemoteRequest,
+    SayRequested,
+    WakeWordToggled,
+)
+from assistant.turns import TurnWork
 from assistant.vad import Endpoint, Endpointer
 
 _LOGGER = logging.getLogger(__name__)
@@ -69,6 +78,7 @@ class Runtime:
         chat: Chat,
         synthesizer: Synthesizer,
         observers: Sequence[Observer] = (),
+        intents: Intents | None = None,
         audio_clock: bool = False,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -77,15 +87,20 @@ class Runtime:
         self._speaker = speaker
         self._wake_word = wake_word
         self._vad = vad
-        self._transcriber = transcriber
-        self._chat = chat
-        self._synthesizer = synthesizer
         self._observers = list(observers)
         self._audio_clock = audio_clock
         self._now = monotonic
         self.machine = Assistant(Timeouts.from_config(config))
-        self._conversation = Conversation(
-            config.llm.system_prompt, config.llm.history_turns, config.llm.history_chars
+        self.work = TurnWork(
+            config,
+            transcriber=transcriber,
+            chat=chat,
+            synthesizer=synthesizer,
+            speaker=speaker,
+            observers=self._observers,
+            feed=self._feed,
+            intents=intents,
+            monotonic=monotonic,
         )
         self._onnx = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lingling-onnx")
         self._earcons = {earcon: earcon_pcm(earcon, speaker.sample_rate_hz) for earcon in Earcon}
@@ -97,7 +112,11 @@ class Runtime:
         self._endpointer: Endpointer | None = None
         self._capture: list[bytes] = []
         self._listening = False
+        self._no_speech_seconds: float | None = None
         self._record = TurnRecord(turn=0)
+        self._event: tuple[str, dict[str, Any]] = ("", {})
+        self.muted = False
+        self._wake_enabled = True
         self._task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._phase: Phase | None = None
@@ -152,8 +171,10 @@ class Runtime:
         self._preroll.append((index, frame))
         phase = self.machine.phase
         loop = asyncio.get_running_loop()
+        if self.muted:
+            return  # no audio reaches the wake word or the VAD at all
         if phase is Phase.IDLE:
-            if index < self._deaf_until_frame:
+            if index < self._deaf_until_frame or not self._wake_enabled:
                 return
             detection = await loop.run_in_executor(self._onnx, self._wake_word.process, frame)
             if detection is not None and self.machine.phase is Phase.IDLE:
@@ -163,7 +184,11 @@ class Runtime:
                 )
         elif phase is Phase.LISTENING and self._listening:
             if self._endpointer is None:  # first frame of the turn: catch up on the pre-roll
-                self._endpointer = Endpointer(self._config.vad)
+                vad_config = self._config.vad
+                if self._no_speech_seconds is not None:
+                    update = {"no_speech_seconds": self._no_speech_seconds}
+                    vad_config = vad_config.model_copy(update=update)
+                self._endpointer = Endpointer(vad_config)
                 self._vad.reset()
                 if self._wake_frame is None:  # asked to listen: no wake word to skip
                     first = index
@@ -202,16 +227,7 @@ class Runtime:
         except MachineError as err:
             _LOGGER.warning("ignored %s in %s: %s", event, self.machine.phase, err.value)
             return
-        if event == "wake_detected" and commands:
-            self._record = TurnRecord(
-                turn=self.machine.turn, wake_word=data["wake_word"], wake_score=data["score"]
-            )
-            self._record.mark("wake", self._now())
-            _LOGGER.info("wake word %s (%.2f)", data["wake_word"], data["score"])
-        elif event == "listen_requested" and commands:
-            self._wake_frame = None
-            self._record = TurnRecord(turn=self.machine.turn)
-            self._record.mark("wake", self._now())
+        self._event = event, data
         self._execute(commands)
 
     def _feed(self, event: str, **data: Any) -> None:
@@ -227,16 +243,19 @@ class Runtime:
                     self._set_timer(seconds, turn)
                 case PlayEarcon(turn, earcon):
                     self._play_earcon(turn, earcon)
-                case StartListening(turn):
+                case StartListening(turn, no_speech_seconds):
                     self._record.mark("listening", self._now())
                     self._capture = []
                     self._endpointer = None
+                    self._no_speech_seconds = no_speech_seconds
                     self._listening = True
                 case Transcribe(turn, pcm):
-                    self._start_task(self._transcribe(turn, pcm))
+                    self._start_task(self.work.transcribe(self._record, pcm))
                 case Reply(turn, text):
                     self._record.transcript = text
-                    self._start_task(self._reply(turn, text))
+                    self._start_task(self.work.reply(self._record, text))
+                case Announce(turn, text, request_id):
+                    self._start_task(self._announce(text, request_id))
                 case CancelTurn():
                     self._cancel_task()
                     self._listening = False
@@ -254,6 +273,17 @@ class Runtime:
 
     def _enter(self, phase: Phase, turn: int) -> None:
         previous, self._phase = self._phase, phase
+        if turn != self._record.turn:  # a new turn begins
+            event, data = self._event
+            wake_word, score = data.get("wake_word"), data.get("score")
+            if event != "wake_detected":  # a request or a follow-up: no wake word in the audio
+                self._wake_frame = None
+            self._record = TurnRecord(turn=turn, wake_word=wake_word, wake_score=score)
+            self._record.mark("wake", self._now())
+            if wake_word is not None:
+                _LOGGER.info("wake word %s (%.2f)", wake_word, score)
+            for observer in self._observers:
+                observer.wake_detected(turn, wake_word, score)
         _LOGGER.info("%s→%s turn=%d", previous or "", phase, turn)
         if self._audio_clock:
             t_seconds = self._frame_index * FRAME_SECONDS
@@ -316,62 +346,40 @@ class Runtime:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _transcribe(self, turn: int, pcm: bytes) -> None:
-        self._record.mark("upload", self._now())
-        text = await self._transcriber.transcribe(pcm)
-        self._record.mark("transcribed", self._now())
-        self._record.transcript = text
-        _LOGGER.info("heard %r", text)
-        self._feed("transcribed", turn=turn, text=text)
-
-    async def _reply(self, turn: int, text: str) -> None:
-        audio: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=2)
-        producer = asyncio.get_running_loop().create_task(self._think(text, audio))
+    async def _announce(self, text: str, request_id: str | None) -> None:
         try:
-            first = True
-            while (pcm := await audio.get()) is not None:
-                if first:
-                    first = False
-                    self._record.mark("first_audio", self._now())
-                    self._feed("speaking_started", turn=turn)
-                await self._speaker.play(pcm)
-                self._feed("sentence_played", turn=turn)
-            await producer  # raises what ended the stream early
+            await self.work.announce(self._record, text)
         finally:
-            producer.cancel()
-        self._conversation.record(text, self._record.response or "")
-        self._feed("reply_finished", turn=turn)
+            for observer in self._observers:
+                observer.announcement_finished(request_id)
 
-    async def _think(self, text: str, audio: asyncio.Queue[bytes | None]) -> None:
-        """LLM deltas → sentences → speech, one sentence ahead of the speaker."""
-        record = self._record
-        splitter = SentenceSplitter()
-        reply: list[str] = []
-        record.mark("llm_request", self._now())
-        try:
-            async for chunk in self._chat.stream(self._conversation.messages(text)):
-                if chunk.timings:
-                    record.llm_timings = dict(chunk.timings)
-                if not chunk.text:
-                    continue
-                record.mark("first_token", self._now())
-                reply.append(chunk.text)
-                record.response = "".join(reply).strip()
-                for sentence in splitter.feed(chunk.text):
-                    await self._say(sentence, audio)
-            for sentence in splitter.flush():
-                await self._say(sentence, audio)
-        except asyncio.CancelledError:
-            raise
-        except BaseException:
-            while not audio.empty():  # the turn has failed: wake the speaker side at once
-                audio.get_nowait()
-            audio.put_nowait(None)
-            raise
-        await audio.put(None)
+    # -- requests from outside (MQTT) ----------------------------------------------------------
 
-    async def _say(self, sentence: str, audio: asyncio.Queue[bytes | None]) -> None:
-        self._record.mark("first_sentence", self._now())
-        pcm = await asyncio.to_thread(self._synthesizer.synthesize, sentence)
-        self._record.mark("first_tts", self._now())
-        await audio.put(pcm)
+    def request(self, request: RemoteRequest) -> None:
+        """Act on a request from outside; called on the loop's thread."""
+        match request:
+            case SayRequested(text, request_id):
+                if self.machine.phase is not Phase.IDLE:
+                    _LOGGER.warning("not saying %r: busy in %s", text, self.machine.phase)
+                    for observer in self._observers:
+                        observer.announcement_finished(request_id)
+                    return
+                self._dispatch("say_requested", text=text, request_id=request_id)
+            case ListenRequested():
+                self._dispatch("listen_requested")
+            case CancelRequested():
+                self._dispatch("cancel_requested")
+            case MuteRequested(muted):
+                self._set_muted(muted)
+            case WakeWordToggled(enabled):
+                _LOGGER.info("wake word %s", "on" if enabled else "off")
+                self._wake_enabled = enabled
+
+    def _set_muted(self, muted: bool) -> None:
+        if muted != self.muted:
+            _LOGGER.info("microphone %s", "muted" if muted else "unmuted")
+        self.muted = muted
+        if muted and self.machine.phase in (Phase.WAKE, Phase.LISTENING):
+            self._dispatch("cancel_requested")  # what it was listening to can no longer come
+        for observer in self._observers:
+            observer.mute_changed(muted)

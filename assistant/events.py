@@ -116,6 +116,9 @@ class Observer:
     def intent_not_recognized(self, turn: int, text: str) -> None:
         """The transcript matched no local intent (it goes to the LLM, if there is one)."""
 
+    def action_requested(self, turn: int, topic: str, payload: str, qos: int, retain: bool) -> None:
+        """An intent's MQTT action: publish ``payload`` on ``topic``."""
+
     def response_ready(self, turn: int, text: str) -> None:
         """The whole reply (or announcement) text, once known."""
 

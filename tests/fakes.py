@@ -4,12 +4,13 @@ a frame starting with b"WAKE" fires the wake word, one starting with b"SPCH" is 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from assistant.audioformat import FRAME_BYTES
 from assistant.errors import AssistantError
-from assistant.ports import ChatChunk, Detection, Message
+from assistant.ports import ChatChunk, Detection, Message, ToolCall
 
 SILENCE = bytes(FRAME_BYTES)
 
@@ -100,10 +101,19 @@ class FakeChat:
     delay_seconds: float = 0.0
     error_after: int | None = None
     error: AssistantError = field(default_factory=lambda: AssistantError("boom", code="llm"))
+    tool_calls: list[tuple[ToolCall, ...]] = field(default_factory=list)
+    """Replies made of tool calls, used (first to last) before the text reply."""
     requests: list[list[Message]] = field(default_factory=list)
+    tools: list[Sequence[Mapping[str, Any]] | None] = field(default_factory=list)
 
-    async def stream(self, messages: Sequence[Message]) -> AsyncIterator[ChatChunk]:
+    async def stream(
+        self, messages: Sequence[Message], tools: Sequence[Mapping[str, Any]] | None = None
+    ) -> AsyncIterator[ChatChunk]:
         self.requests.append(list(messages))
+        self.tools.append(tools)
+        if self.tool_calls:
+            yield ChatChunk(tool_calls=self.tool_calls.pop(0))
+            return
         for index, piece in enumerate(self.pieces):
             if self.delay_seconds:
                 await asyncio.sleep(self.delay_seconds)

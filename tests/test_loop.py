@@ -70,6 +70,7 @@ def config_file(
     path.write_text(
         f"models_dir: {models_dir}\n"
         "tts: {voice: tone_voice}\n"
+        "intents: {follow_up_seconds: 0}\n"
         f"stt: {{url: '{whisper.v1_url}'}}\n"
         f"llm: {{url: '{llama.v1_url}', model: tiny}}\n",
         encoding="utf-8",
