@@ -11,12 +11,16 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from assistant import __version__
 from assistant.config import Config, load_config
 from assistant.errors import AssistantError, ConfigError
 from assistant.events import JsonlEventLog, Observer
 from assistant.ports import Microphone, Speaker
+
+if TYPE_CHECKING:
+    from assistant.intents import Intents
 
 _LOGGER = logging.getLogger("assistant")
 
@@ -28,6 +32,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _devices()
     try:
         config = load_config(args.config)
+        if args.command == "intent":
+            from assistant.intents import print_intent
+
+            return print_intent(" ".join(args.text), config.intents)
     except ConfigError as err:
         print(f"lingling: {err}", file=sys.stderr)
         return 2
@@ -57,6 +65,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--fast", action="store_true", help="read --input as fast as possible")
     run.add_argument("--events", type=Path, help="write state and turn events here (JSONL)")
     commands.add_parser("devices", help="list audio devices")
+    intent = commands.add_parser("intent", help="print the local intent TEXT matches, as JSON")
+    intent.add_argument("-c", "--config", type=Path, help="YAML file over the bundled defaults")
+    intent.add_argument("text", nargs="+", help="a sentence, as it would be transcribed")
     return parser
 
 
@@ -80,6 +91,12 @@ def _devices() -> int:
         return 1
     print("\n".join(lines) if lines else "no audio devices found")
     return 0
+
+
+def _load_intents(config: Config) -> Intents | None:
+    from assistant.intents import Intents
+
+    return Intents.load(config.intents) if config.intents.enabled else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,10 +136,11 @@ async def serve(config: Config, options: RunOptions, observers: Sequence[Observe
         raise ConfigError("--fast needs --input")
     realtime = not options.fast
     # The models load in parallel: the wake word's import dominates start-up.
-    wake_word, vad, synthesizer = await asyncio.gather(
+    wake_word, vad, synthesizer, intents = await asyncio.gather(
         asyncio.to_thread(OpenWakeWord, config.wake, config.models_dir),
         asyncio.to_thread(SileroVad, config.vad, config.models_dir),
         asyncio.to_thread(PiperSynthesizer, config.tts, config.models_dir),
+        asyncio.to_thread(_load_intents, config),
     )
     await asyncio.to_thread(synthesizer.warm)
     microphone: Microphone
@@ -151,6 +169,7 @@ async def serve(config: Config, options: RunOptions, observers: Sequence[Observe
         chat=chat,
         synthesizer=synthesizer,
         observers=all_observers,
+        intents=intents,
         audio_clock=options.input is not None,
     )
     _LOGGER.info("ready: listening for %s", ", ".join(w.model for w in config.wake.words()))

@@ -13,6 +13,7 @@ import wave
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -29,6 +30,7 @@ pytestmark = pytest.mark.models
 
 WHOLE_TURN = ["idle", "wake", "listening", "transcribing", "thinking", "speaking", "idle"]
 REPLY = "Sure. The kitchen light is on now. Anything else?"
+QUESTION = "Is the kitchen light on?"
 RATE = 16_000
 
 
@@ -51,7 +53,8 @@ class Clock(Observer):
 
 @pytest.fixture
 def whisper() -> Iterator[FakeWhisperServer]:
-    with FakeWhisperServer() as server:
+    # Not a local intent: the question goes to the LLM.
+    with FakeWhisperServer(f" {QUESTION}\n") as server:
         yield server
 
 
@@ -132,7 +135,7 @@ def test_one_command_gives_exactly_one_whole_turn(
 
     (request,) = llama.requests
     assert request.body["stream"] is True
-    assert request.body["messages"][-1] == {"role": "user", "content": "turn on the kitchen light"}
+    assert request.body["messages"][-1] == {"role": "user", "content": QUESTION}
     speaking_at = dict(clock.states)["speaking"]
     assert request.finished_at is not None
     assert speaking_at < request.finished_at, "speech must begin while the reply still streams"
@@ -140,7 +143,7 @@ def test_one_command_gives_exactly_one_whole_turn(
     (turn,) = clock.turns
     assert (turn.wake_word, turn.transcript, turn.response) == (
         "hey_jarvis",
-        "turn on the kitchen light",
+        QUESTION,
         REPLY,
     )
     assert turn.llm_timings is not None
@@ -215,7 +218,7 @@ def test_the_command_line_contract(
     assert 1.5 < times[1] < 2.5
     (turn,) = [line for line in lines if line["event"] == "turn"]
     assert turn["wake_word"] == "hey_jarvis"
-    assert turn["transcript"] == "turn on the kitchen light"
+    assert turn["transcript"] == QUESTION
     assert turn["response"] == REPLY
     assert set(turn["timings_ms"]) >= {"stt", "llm_first_token", "speech_end_to_first_audio"}
     assert out.stat().st_size > 44
@@ -234,3 +237,39 @@ def test_a_bad_config_exits_2_with_one_line_naming_the_key(tmp_path: Path) -> No
     )
     assert done.returncode == 2
     assert done.stderr == "lingling: wake.threshold: must be between 0 and 1\n"
+
+
+def test_a_local_intent_never_reaches_the_llm(
+    tmp_path: Path, config_file: Path, whisper: FakeWhisperServer, llama: FakeLlamaServer
+) -> None:
+    whisper.text = " Turn on the kitchen light.\n"
+    wav = tmp_path / "in.wav"
+    write_wav(wav, Scenario.build("turn on the kitchen light").samples)
+    clock = run_loop(config_file, wav, tmp_path)
+    assert [state for state, _ in clock.states] == WHOLE_TURN
+    assert llama.requests == []
+    (turn,) = clock.turns
+    assert turn.response == "Turned on the kitchen light."
+
+
+@pytest.mark.parametrize(
+    ("text", "output", "code"),
+    [
+        (
+            "Turn on the kitchen light.",
+            {"intent": "HassTurnOn", "slots": {"name": "kitchen light"}},
+            0,
+        ),
+        ("unlock the front door", {"intent": None}, 1),
+    ],
+)
+def test_lingling_intent_prints_the_match(text: str, output: dict[str, Any], code: int) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "assistant", "intent", text],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == code, done.stderr
+    assert json.loads(done.stdout) == output
