@@ -159,6 +159,17 @@ async def serve(config: Config, options: RunOptions, observers: Sequence[Observe
         all_observers.append(event_log)
     transcriber = WhisperTranscriber(config.stt)
     chat = LlamaChat(config.llm)
+    bridge = None
+    if config.mqtt.enabled:
+        from assistant.mqtt import MqttBridge
+
+        bridge = MqttBridge(
+            config.mqtt,
+            on_request=lambda request: runtime.request(request),
+            loop=asyncio.get_running_loop(),
+            intent_names=intents.names if intents is not None else (),
+        )
+        all_observers.append(bridge)
     runtime = Runtime(
         config,
         microphone=microphone,
@@ -173,9 +184,13 @@ async def serve(config: Config, options: RunOptions, observers: Sequence[Observe
         audio_clock=options.input is not None,
     )
     _LOGGER.info("ready: listening for %s", ", ".join(w.model for w in config.wake.words()))
+    if bridge is not None:
+        bridge.start()
     try:
         await runtime.run()
     finally:
+        if bridge is not None:
+            await bridge.stop()  # first, so that "offline" goes out at once
         for closer in (transcriber.aclose(), chat.aclose()):
             with contextlib.suppress(Exception):
                 await closer

@@ -4,6 +4,7 @@ servers that speak whisper.cpp's and llama.cpp's wire formats."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import subprocess
@@ -23,6 +24,8 @@ from assistant.commands import Earcon, Phase
 from assistant.config import load_config
 from assistant.earcons import earcon_pcm
 from assistant.events import Observer, TurnRecord
+from tests.broker import Broker, Subscriber, eventually
+from tests.broker import broker_fixture as broker_fixture  # the broker fixture
 from tests.scenarios import Scenario, concat, recording, silence, write_wav
 from tests.servers import FakeLlamaServer, FakeWhisperServer
 
@@ -74,6 +77,7 @@ def config_file(
         f"models_dir: {models_dir}\n"
         "tts: {voice: tone_voice}\n"
         "intents: {follow_up_seconds: 0}\n"
+        "mqtt: {enabled: false}\n"
         f"stt: {{url: '{whisper.v1_url}'}}\n"
         f"llm: {{url: '{llama.v1_url}', model: tiny}}\n",
         encoding="utf-8",
@@ -273,3 +277,40 @@ def test_lingling_intent_prints_the_match(text: str, output: dict[str, Any], cod
     )
     assert done.returncode == code, done.stderr
     assert json.loads(done.stdout) == output
+
+
+async def test_home_automation_follows_a_turn_over_mqtt(
+    tmp_path: Path,
+    models_dir: Path,
+    whisper: FakeWhisperServer,
+    llama: FakeLlamaServer,
+    broker: Broker,
+) -> None:
+    whisper.text = " Turn on the kitchen light.\n"
+    path = tmp_path / "mqtt.yaml"
+    path.write_text(
+        f"models_dir: {models_dir}\n"
+        "tts: {voice: tone_voice}\n"
+        f"stt: {{url: '{whisper.v1_url}'}}\n"
+        f"llm: {{url: '{llama.v1_url}'}}\n"
+        f"mqtt: {{host: 127.0.0.1, port: {broker.port}, site: den}}\n",
+        encoding="utf-8",
+    )
+    wav = tmp_path / "in.wav"
+    write_wav(wav, Scenario.build("turn on the kitchen light", trail_seconds=1.0).samples)
+    # In real time, as from a microphone: the bridge is connected before the wake word.
+    options = RunOptions(input=wav, output=tmp_path / "out.wav")
+    async with Subscriber(broker, "lingling/den/#", "homeassistant/#") as watcher:
+        await asyncio.wait_for(serve(load_config(path, env={}), options), 30)
+        await eventually(lambda: "offline" in watcher.texts("lingling/den/availability"))
+    states = [s for s, _ in itertools.groupby(watcher.texts("lingling/den/state"))]
+    assert states == WHOLE_TURN
+    (intent,) = [m.json() for m in watcher.received("lingling/den/intent")]
+    assert intent["intent"] == "HassTurnOn"
+    assert intent["slots"] == {"name": "kitchen light"}
+    assert intent["source"] == "local"
+    # Someone who looks later finds the device, its last state and that it is offline.
+    async with Subscriber(broker, "lingling/den/#", "homeassistant/#") as late:
+        await eventually(lambda: late.texts("lingling/den/availability") == ["offline"])
+        assert late.texts("lingling/den/state") == ["idle"]
+        assert late.received("homeassistant/device/lingling_den/config")[0].json()["dev"]
