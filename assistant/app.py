@@ -60,7 +60,7 @@ DEAF_TAIL_FRAMES: Final = round(0.3 / FRAME_SECONDS)
 WAKE_LOOKBACK_FRAMES: Final = 2
 RECONNECT_SECONDS: Final = 0.5
 MAX_RECONNECT_SECONDS: Final = 30.0
-_AUDIO_PHASES: Final = frozenset({Phase.IDLE, Phase.LISTENING})
+_BARGE_IN_PHASES: Final = frozenset({Phase.THINKING, Phase.SPEAKING})
 
 
 class Runtime:
@@ -90,7 +90,10 @@ class Runtime:
         self._observers = list(observers)
         self._audio_clock = audio_clock
         self._now = monotonic
-        self.machine = Assistant(Timeouts.from_config(config))
+        self.machine = Assistant(Timeouts.from_config(config), barge_in=config.barge_in)
+        # Where the wake word listens, and (for a file read with --fast) when audio is taken.
+        self._wake_phases = {Phase.IDLE} | (_BARGE_IN_PHASES if config.barge_in else set())
+        self._audio_phases = self._wake_phases | {Phase.LISTENING}
         self.work = TurnWork(
             config,
             transcriber=transcriber,
@@ -173,11 +176,11 @@ class Runtime:
         loop = asyncio.get_running_loop()
         if self.muted:
             return  # no audio reaches the wake word or the VAD at all
-        if phase is Phase.IDLE:
+        if phase in self._wake_phases:
             if index < self._deaf_until_frame or not self._wake_enabled:
                 return
             detection = await loop.run_in_executor(self._onnx, self._wake_word.process, frame)
-            if detection is not None and self.machine.phase is Phase.IDLE:
+            if detection is not None and self.machine.phase in self._wake_phases:
                 self._wake_frame = index
                 self._dispatch(
                     "wake_detected", wake_word=detection.wake_word, score=detection.score
@@ -292,16 +295,22 @@ class Runtime:
         for observer in self._observers:
             observer.state_entered(phase, turn, t_seconds)
         if phase is Phase.IDLE:
-            self._wake_word.reset()
+            self._reset_wake_word()
             if previous is Phase.SPEAKING:
                 self._deaf_until_frame = self._frame_index + DEAF_TAIL_FRAMES
             self._idle.set()
         else:
             self._idle.clear()
-        if phase in _AUDIO_PHASES:
+        if phase is Phase.THINKING and self._config.barge_in:
+            self._reset_wake_word()  # listen for an interruption with fresh buffers
+        if phase in self._audio_phases:
             self._audio_allowed.set()
         else:
             self._audio_allowed.clear()
+
+    def _reset_wake_word(self) -> None:
+        # In the worker thread that owns the model, after any frame it is still scoring.
+        self._onnx.submit(self._wake_word.reset)
 
     def _set_timer(self, seconds: float | None, turn: int) -> None:
         if self._timer is not None:

@@ -196,6 +196,9 @@ class Config(_Section):
     tts: TtsConfig = TtsConfig()
     mqtt: MqttConfig = MqttConfig()
     intents: IntentsConfig = IntentsConfig()
+    barge_in: bool = False
+    """Let the wake word interrupt Lingling while it thinks or speaks. Without echo cancellation
+    (see the README) its own voice could wake it: leave it off then."""
 
 
 def load_config(

@@ -41,7 +41,10 @@ TRANSITIONS: Final[list[dict[str, Any]]] = [
     {"trigger": "listen_requested", "source": P.IDLE, "dest": P.WAKE, "before": "_new_turn"},
     {"trigger": "say_requested", "source": P.IDLE, "dest": P.SPEAKING,
      "before": "_new_turn", "after": "_announce"},
-    # A wake word or a request while a turn runs is ignored on purpose.
+    # Barge-in (when enabled): the wake word while thinking or speaking starts a new turn.
+    {"trigger": "wake_detected", "source": [P.THINKING, P.SPEAKING], "dest": P.WAKE,
+     "conditions": "_barge_in_enabled", "before": ["_interrupt", "_new_turn"]},
+    # Otherwise a wake word or a request while a turn runs is ignored on purpose.
     {"trigger": "wake_detected", "source": BUSY, "dest": None},
     {"trigger": "listen_requested", "source": BUSY, "dest": None},
     {"trigger": "say_requested", "source": BUSY, "dest": None},
@@ -104,8 +107,9 @@ class Assistant:
 
     phase: Phase
 
-    def __init__(self, timeouts: Timeouts | None = None) -> None:
+    def __init__(self, timeouts: Timeouts | None = None, *, barge_in: bool = False) -> None:
         self.timeouts = timeouts or Timeouts()
+        self.barge_in = barge_in
         self.turn = 0
         self._active = False
         self._outcome = Outcome.ANSWERED
@@ -143,6 +147,13 @@ class Assistant:
         self._active = True
         self._outcome = Outcome.ANSWERED
         self._follow_up_seconds = None
+
+    def _barge_in_enabled(self, event: EventData) -> bool:
+        return self.barge_in
+
+    def _interrupt(self, event: EventData) -> None:
+        self._commands.append(CancelTurn(self.turn))
+        self._commands.append(FinishTurn(self.turn, Outcome.CANCELLED))
 
     def _follow_up(self, event: EventData) -> bool:
         return bool(event.kwargs.get("follow_up_seconds"))

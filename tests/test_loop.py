@@ -314,3 +314,40 @@ async def test_home_automation_follows_a_turn_over_mqtt(
         await eventually(lambda: late.texts("lingling/den/availability") == ["offline"])
         assert late.texts("lingling/den/state") == ["idle"]
         assert late.received("homeassistant/device/lingling_den/config")[0].json()["dev"]
+
+
+STORY = " ".join(["Once upon a time a small robot lived in a quiet kitchen."] * 6)
+
+
+@pytest.mark.parametrize("barge_in", [True, False], ids=["barge-in", "no-barge-in"])
+def test_the_wake_word_during_speech_interrupts_only_with_barge_in(
+    tmp_path: Path,
+    config_file: Path,
+    whisper: FakeWhisperServer,
+    llama: FakeLlamaServer,
+    barge_in: bool,
+) -> None:
+    llama.script = [STORY]  # a long first answer, then the usual short one
+    config_file.write_text(
+        config_file.read_text() + f"barge_in: {str(barge_in).lower()}\n", encoding="utf-8"
+    )
+    first = Scenario.build("tell me a story", trail_seconds=2.0)
+    second = Scenario.build("what time is it", lead_seconds=0.0, trail_seconds=1.2)
+    wav = tmp_path / "in.wav"
+    write_wav(wav, concat(first.samples, second.samples))
+    # In real time, as from a microphone: the second wake word comes while the story plays.
+    clock = Clock()
+    options = RunOptions(input=wav, output=tmp_path / "out.wav")
+    asyncio.run(asyncio.wait_for(serve(load_config(config_file, env={}), options, [clock]), 60))
+    states = [state for state, _ in clock.states]
+    if barge_in:
+        assert states == [*WHOLE_TURN[:6], *WHOLE_TURN[1:]]
+        assert [str(turn.outcome) for turn in clock.turns] == ["cancelled", "answered"]
+        # Playback stopped at once: far less than the story's tone was written.
+        story_seconds = len(STORY) * 0.01
+        with wave.open(str(tmp_path / "out.wav"), "rb") as out:
+            assert out.getnframes() / out.getframerate() < story_seconds
+        assert len(whisper.requests) == 2
+    else:
+        assert states == WHOLE_TURN
+        assert [str(turn.outcome) for turn in clock.turns] == ["answered"]

@@ -284,3 +284,23 @@ def test_a_reply_without_a_question_goes_back_to_idle() -> None:
     machine, _ = run(to_speaking())
     machine.handle("reply_finished", turn=1, follow_up_seconds=None)
     assert machine.phase is P.IDLE
+
+
+@pytest.mark.parametrize("events", [to_thinking(), to_speaking()], ids=["thinking", "speaking"])
+def test_barge_in_interrupts_the_turn_and_listens(events: list[Event]) -> None:
+    machine, _ = run(events, Assistant(TIMEOUTS, barge_in=True))
+    commands = machine.handle("wake_detected", wake_word="hey_jarvis", score=0.9)
+    assert commands == [
+        CancelTurn(1),
+        FinishTurn(1, Outcome.CANCELLED),
+        EnterState(P.WAKE, 2),
+        SetTimeout(2, 1.0),
+        PlayEarcon(2, Earcon.AWAKE),
+    ]
+    assert machine.handle("speaking_started", turn=1) == []  # the old turn is gone
+
+
+def test_without_barge_in_the_wake_word_cannot_interrupt() -> None:
+    machine, _ = run(to_speaking())
+    assert machine.handle("wake_detected", wake_word="hey_jarvis", score=0.9) == []
+    assert machine.phase is P.SPEAKING
