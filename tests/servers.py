@@ -40,11 +40,13 @@ class _HttpServer(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
 
-    def __init__(self, owner: LoopbackServer) -> None:
+    allow_reuse_address = True  # a restarted server gets its port back at once
+
+    def __init__(self, owner: LoopbackServer, port: int = 0) -> None:
         self.owner = owner
         self.connections: set[socket.socket] = set()
         self.connections_lock = threading.Lock()
-        super().__init__(("127.0.0.1", 0), _Handler)
+        super().__init__(("127.0.0.1", port), _Handler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self.connections_lock:
@@ -108,6 +110,8 @@ class LoopbackServer:
         """Never answer: the request waits until ``stop()``."""
         self.error_status: int | None = None
         """Answer every API request with this HTTP status and the server's error body."""
+        self.garbage: bytes | None = None
+        """Answer every API request with 200 and this body (not what the client expects)."""
         self._released = threading.Event()
         self._arrivals = threading.Condition()
         self._arrived = 0
@@ -129,9 +133,10 @@ class LoopbackServer:
         """The base URL an OpenAI client needs."""
         return f"{self.url}/v1"
 
-    def start(self) -> Self:
+    def start(self, port: int = 0) -> Self:
+        """Serve on ``port`` (0: a free one; a stopped server can start again on its old port)."""
         self._released.clear()
-        self._httpd = _HttpServer(self)
+        self._httpd = _HttpServer(self, port)
         self._thread = threading.Thread(
             target=self._httpd.serve_forever,
             kwargs={"poll_interval": 0.05},
@@ -140,6 +145,11 @@ class LoopbackServer:
         )
         self._thread.start()
         return self
+
+    def release(self) -> None:
+        """Let go of requests held by ``hang`` or ``delay_seconds`` (they answer nothing)."""
+        self._released.set()
+        self._released.clear()
 
     def stop(self) -> None:
         """Stop serving, release hung requests and close every connection."""
@@ -270,6 +280,9 @@ class FakeWhisperServer(LoopbackServer):
             self.wait(None)
             return
         if self.wait(self.delay_seconds):
+            return
+        if self.garbage is not None:
+            handler.answer(200, self.garbage, "application/json")
             return
         if self.error_status == 400:
             handler.answer(400, "Invalid request", "text/plain")
@@ -506,6 +519,9 @@ class FakeLlamaServer(LoopbackServer):
             self.wait(None)
             return
         if self.wait(self.delay_seconds + self.first_token_delay_seconds):
+            return
+        if self.garbage is not None:
+            handler.answer(200, self.garbage, "text/event-stream")
             return
         if self.error_status is not None:
             self._error(handler, self.error_status, "the fake server was told to fail")
