@@ -126,6 +126,8 @@ class Runtime:
         self._timer: asyncio.TimerHandle | None = None
         self._audio_allowed = asyncio.Event()
         self._idle = asyncio.Event()
+        self.started = asyncio.Event()
+        """Set once the runtime is in its first state and takes requests."""
         self._started = 0.0
 
     # -- main loop -------------------------------------------------------------------------
@@ -133,6 +135,7 @@ class Runtime:
     async def run(self) -> None:
         self._started = self._now()
         self._execute(self.machine.start())
+        self.started.set()
         try:
             await self._listen()
             # The input has ended: let a command that was being said end in silence.

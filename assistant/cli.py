@@ -4,25 +4,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import signal
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from assistant import __version__
 from assistant.config import Config, load_config
 from assistant.errors import AssistantError, ConfigError
-from assistant.events import JsonlEventLog, Observer
-from assistant.ports import Microphone, Speaker
 
 if TYPE_CHECKING:
-    from assistant.intents import Intents
+    pass
 
 _LOGGER = logging.getLogger("assistant")
+CONFIG_HELP = "YAML file over the bundled defaults"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -30,16 +27,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     _setup_logging(args.log_level)
     if args.command == "devices":
         return _devices()
+    if args.command == "doctor":
+        from assistant.doctor import print_report, run_checks
+
+        return print_report(run_checks(args.config))
+    if args.command == "diagram":
+        return _diagram(args.output, args.format)
     try:
+        if args.command in ("run", "listen"):
+            from assistant.service import refuse_root
+
+            refuse_root()
         config = load_config(args.config)
         if args.command == "intent":
             from assistant.intents import print_intent
 
             return print_intent(" ".join(args.text), config.intents)
+        if args.command == "models":
+            from assistant.fetch import fetch_command, list_command
+
+            if args.models_command == "fetch":
+                verify = not args.no_verify
+                return fetch_command(args.group, args.names, config.models_dir, verify=verify)
+            return list_command(config.models_dir, verify=not args.quick)
     except ConfigError as err:
         print(f"lingling: {err}", file=sys.stderr)
         return 2
     try:
+        if args.command == "say":
+            return asyncio.run(_say(config, " ".join(args.text), args.output))
         return asyncio.run(_run(config, args))
     except ConfigError as err:  # e.g. a model the config names is not there
         print(f"lingling: {err}", file=sys.stderr)
@@ -59,15 +75,43 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="listen for the wake word and answer")
-    run.add_argument("-c", "--config", type=Path, help="YAML file over the bundled defaults")
+    run.add_argument("-c", "--config", type=Path, help=CONFIG_HELP)
     run.add_argument("--input", type=Path, help="read this 16 kHz mono WAV instead of the mic")
     run.add_argument("--output", type=Path, help="write what would be played to this WAV")
     run.add_argument("--fast", action="store_true", help="read --input as fast as possible")
     run.add_argument("--events", type=Path, help="write state and turn events here (JSONL)")
+    listen = commands.add_parser("listen", help="run one turn without the wake word")
+    listen.add_argument("-c", "--config", type=Path, help=CONFIG_HELP)
+    say = commands.add_parser("say", help="speak TEXT with the configured voice")
+    say.add_argument("-c", "--config", type=Path, help=CONFIG_HELP)
+    say.add_argument("--output", type=Path, help="write it to this WAV instead of playing it")
+    say.add_argument("text", nargs="+")
     commands.add_parser("devices", help="list audio devices")
     intent = commands.add_parser("intent", help="print the local intent TEXT matches, as JSON")
-    intent.add_argument("-c", "--config", type=Path, help="YAML file over the bundled defaults")
+    intent.add_argument("-c", "--config", type=Path, help=CONFIG_HELP)
     intent.add_argument("text", nargs="+", help="a sentence, as it would be transcribed")
+    doctor = commands.add_parser("doctor", help="check config, models, devices, servers, broker")
+    doctor.add_argument("-c", "--config", type=Path, help=CONFIG_HELP)
+    diagram = commands.add_parser("diagram", help="draw the state machine (Mermaid by default)")
+    diagram.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        help="write it to a file: .mmd/.md (Mermaid), .dot/.gv, or .png/.svg/.pdf (Graphviz)",
+    )
+    diagram.add_argument("--format", choices=["mermaid", "dot"], default="mermaid")
+    models = commands.add_parser("models", help="download models and list what is there")
+    models_commands = models.add_subparsers(dest="models_command", required=True)
+    fetch = models_commands.add_parser("fetch", help="download models (models/manifest.yaml)")
+    fetch.add_argument("-c", "--config", type=Path, help="use this config's models_dir")
+    fetch.add_argument("group", help="wake, vad, voice, whisper, llm, or all")
+    fetch.add_argument("names", nargs="*", help="entries of the group (default: its defaults)")
+    fetch.add_argument(
+        "--no-verify", action="store_true", help="accept files that have no published sha256"
+    )
+    listing = models_commands.add_parser("list", help="what the manifest offers, what is here")
+    listing.add_argument("-c", "--config", type=Path, help="use this config's models_dir")
+    listing.add_argument("--quick", action="store_true", help="compare sizes only, no hashing")
     return parser
 
 
@@ -79,6 +123,43 @@ def _setup_logging(level: str) -> None:
     # Libraries speak only when something is wrong; our own lines say what happened.
     for name in ("transitions", "httpx2", "httpcore2", "openai"):
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+
+
+def _diagram(output: Path | None, fmt: str) -> int:
+    from assistant.diagram import DiagramError, dot, mermaid, render
+
+    if output is None:
+        print(mermaid() if fmt == "mermaid" else dot(), end="")
+        return 0
+    try:
+        render(output)
+    except DiagramError as err:
+        print(f"lingling: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def _say(config: Config, text: str, output: Path | None) -> int:
+    """``lingling say TEXT``: speak one sentence and exit."""
+    from assistant.audio import SoundDeviceSpeaker
+    from assistant.ports import Speaker
+    from assistant.tts import PiperSynthesizer
+    from assistant.wavio import WavFileSpeaker
+
+    synthesizer = await asyncio.to_thread(PiperSynthesizer, config.tts, config.models_dir)
+    pcm = await asyncio.to_thread(synthesizer.synthesize, text)
+    speaker: Speaker
+    if output is not None:
+        speaker = WavFileSpeaker(output, synthesizer.sample_rate_hz, realtime=False)
+    else:
+        speaker = SoundDeviceSpeaker(config.audio, synthesizer.sample_rate_hz)
+    try:
+        await speaker.play(pcm)
+    finally:
+        close = getattr(speaker, "close", None)
+        if close is not None:
+            close()
+    return 0
 
 
 def _devices() -> int:
@@ -93,110 +174,32 @@ def _devices() -> int:
     return 0
 
 
-def _load_intents(config: Config) -> Intents | None:
-    from assistant.intents import Intents
-
-    return Intents.load(config.intents) if config.intents.enabled else None
-
-
-@dataclass(frozen=True, slots=True)
-class RunOptions:
-    input: Path | None = None
-    output: Path | None = None
-    fast: bool = False
-    events: Path | None = None
-
-
 async def _run(config: Config, args: argparse.Namespace) -> int:
-    options = RunOptions(input=args.input, output=args.output, fast=args.fast, events=args.events)
+    from assistant.notify import Notifier
+    from assistant.service import RunOptions, serve
+
+    options = RunOptions(
+        input=getattr(args, "input", None),
+        output=getattr(args, "output", None),
+        fast=getattr(args, "fast", False),
+        events=getattr(args, "events", None),
+        listen_once=args.command == "listen",
+    )
+    notifier = Notifier.from_env()
     task = asyncio.current_task()
+    assert task is not None
+
+    def stop() -> None:
+        notifier.stopping()
+        task.cancel()
+
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
-        if task is not None:
-            loop.add_signal_handler(signum, task.cancel)
+        loop.add_signal_handler(signum, stop)
     try:
-        await serve(config, options)
+        await serve(config, options, notifier=notifier)
     except asyncio.CancelledError:
         _LOGGER.info("stopped")
-    return 0
-
-
-async def serve(config: Config, options: RunOptions, observers: Sequence[Observer] = ()) -> None:
-    """Load the models, open the audio and run until the input ends or the task is cancelled."""
-    from assistant.app import Runtime
-    from assistant.audio import SoundDeviceMicrophone, SoundDeviceSpeaker
-    from assistant.llm import LlamaChat
-    from assistant.stt import WhisperTranscriber
-    from assistant.tts import PiperSynthesizer
-    from assistant.vad import SileroVad
-    from assistant.wakeword import OpenWakeWord
-    from assistant.wavio import WavFileMicrophone, WavFileSpeaker
-
-    if options.fast and options.input is None:
-        raise ConfigError("--fast needs --input")
-    realtime = not options.fast
-    # The models load in parallel: the wake word's import dominates start-up.
-    wake_word, vad, synthesizer, intents = await asyncio.gather(
-        asyncio.to_thread(OpenWakeWord, config.wake, config.models_dir),
-        asyncio.to_thread(SileroVad, config.vad, config.models_dir),
-        asyncio.to_thread(PiperSynthesizer, config.tts, config.models_dir),
-        asyncio.to_thread(_load_intents, config),
-    )
-    await asyncio.to_thread(synthesizer.warm)
-    microphone: Microphone
-    speaker: Speaker
-    if options.input is not None:
-        microphone = WavFileMicrophone(options.input, realtime=realtime)
-    else:
-        microphone = SoundDeviceMicrophone(config.audio)
-    if options.output is not None:
-        speaker = WavFileSpeaker(options.output, synthesizer.sample_rate_hz, realtime=realtime)
-    else:
-        speaker = SoundDeviceSpeaker(config.audio, synthesizer.sample_rate_hz)
-    all_observers = list(observers)
-    event_log = JsonlEventLog.open(options.events) if options.events else None
-    if event_log is not None:
-        all_observers.append(event_log)
-    transcriber = WhisperTranscriber(config.stt)
-    chat = LlamaChat(config.llm)
-    bridge = None
-    if config.mqtt.enabled:
-        from assistant.mqtt import MqttBridge
-
-        bridge = MqttBridge(
-            config.mqtt,
-            on_request=lambda request: runtime.request(request),
-            loop=asyncio.get_running_loop(),
-            intent_names=intents.names if intents is not None else (),
-        )
-        all_observers.append(bridge)
-    runtime = Runtime(
-        config,
-        microphone=microphone,
-        speaker=speaker,
-        wake_word=wake_word,
-        vad=vad,
-        transcriber=transcriber,
-        chat=chat,
-        synthesizer=synthesizer,
-        observers=all_observers,
-        intents=intents,
-        audio_clock=options.input is not None,
-    )
-    _LOGGER.info("ready: listening for %s", ", ".join(w.model for w in config.wake.words()))
-    if bridge is not None:
-        bridge.start()
-    try:
-        await runtime.run()
     finally:
-        if bridge is not None:
-            await bridge.stop()  # first, so that "offline" goes out at once
-        for closer in (transcriber.aclose(), chat.aclose()):
-            with contextlib.suppress(Exception):
-                await closer
-        for resource in (microphone, speaker):
-            close = getattr(resource, "close", None)
-            if close is not None:
-                close()
-        if event_log is not None:
-            event_log.close()
+        notifier.close()
+    return 0

@@ -19,11 +19,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from assistant.cli import RunOptions, serve
 from assistant.commands import Earcon, Phase
 from assistant.config import load_config
 from assistant.earcons import earcon_pcm
 from assistant.events import Observer, TurnRecord
+from assistant.service import RunOptions, serve
 from tests.broker import Broker, Subscriber, eventually
 from tests.broker import broker_fixture as broker_fixture  # the broker fixture
 from tests.scenarios import Scenario, concat, recording, silence, write_wav
@@ -351,3 +351,22 @@ def test_the_wake_word_during_speech_interrupts_only_with_barge_in(
     else:
         assert states == WHOLE_TURN
         assert [str(turn.outcome) for turn in clock.turns] == ["answered"]
+
+
+def test_listen_runs_one_turn_without_the_wake_word_and_stops(
+    tmp_path: Path, config_file: Path, whisper: FakeWhisperServer
+) -> None:
+    command = Scenario.build("what is the weather like", wake=None, lead_seconds=0.3)
+    later = Scenario.build("turn on the kitchen light")  # not listened to: one turn only
+    wav = tmp_path / "in.wav"
+    write_wav(wav, concat(command.samples, later.samples))
+    clock = Clock()
+    options = RunOptions(input=wav, output=tmp_path / "out.wav", fast=True, listen_once=True)
+    asyncio.run(asyncio.wait_for(serve(load_config(config_file, env={}), options, [clock]), 60))
+    assert [state for state, _ in clock.states] == WHOLE_TURN
+    (turn,) = clock.turns
+    assert turn.wake_word is None
+    (upload,) = whisper.requests
+    start, end = locate(upload.pcm, command.samples)
+    assert start <= command.command_start
+    assert end >= command.command_end

@@ -1,0 +1,196 @@
+"""Running Lingling: load the models, open the audio, connect, and run the loop.
+
+Also the checks made once at start-up, before anything is loaded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+from assistant.config import Config
+from assistant.errors import ConfigError
+from assistant.events import JsonlEventLog, Observer, TurnRecord
+from assistant.notify import Notifier, watchdog_loop
+from assistant.ports import Microphone, Speaker
+
+if TYPE_CHECKING:
+    from assistant.app import Runtime
+    from assistant.intents import Intents
+
+_LOGGER = logging.getLogger("assistant")
+
+SERVICE_MARKERS: Final = ("INVOCATION_ID",)
+"""What systemd sets for every process of a unit (NOTIFY_SOCKET alone may come from a test or a
+supervisor that speaks the notify protocol)."""
+
+
+def under_systemd(env: Mapping[str, str] | None = None) -> bool:
+    """True when systemd started this process (it sets these variables for its units)."""
+    env = os.environ if env is None else env
+    return any(env.get(name) for name in SERVICE_MARKERS)
+
+
+def refuse_root(env: Mapping[str, str] | None = None, uid: int | None = None) -> None:
+    """Raise ConfigError when running as root under systemd.
+
+    The system unit runs Lingling as its own ``lingling`` user; root there means the unit was
+    edited or copied without ``User=``, and a process holding a microphone and talking to the
+    network must not have root's rights. Root outside systemd (a container, a shell) is left to
+    whoever started it.
+    """
+    uid = os.geteuid() if uid is None else uid
+    if uid == 0 and under_systemd(env):
+        raise ConfigError(
+            "refusing to run as root under systemd: set User=lingling in the unit "
+            "(deploy/lingling.service does; deploy/install.sh creates the user)"
+        )
+
+
+def _load_intents(config: Config) -> Intents | None:
+    from assistant.intents import Intents
+
+    return Intents.load(config.intents) if config.intents.enabled else None
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    input: Path | None = None
+    """Read this WAV instead of the microphone."""
+    output: Path | None = None
+    """Write what would be played to this WAV instead of the speaker."""
+    fast: bool = False
+    """Read ``input`` as fast as turns allow, not in real time."""
+    events: Path | None = None
+    """Write state and turn events here (JSONL)."""
+    listen_once: bool = False
+    """Run one turn without the wake word, then stop."""
+
+
+async def serve(
+    config: Config,
+    options: RunOptions,
+    observers: Sequence[Observer] = (),
+    notifier: Notifier | None = None,
+) -> None:
+    """Load the models, open the audio and run until the input ends or the task is cancelled."""
+    from assistant.app import Runtime
+    from assistant.audio import SoundDeviceMicrophone, SoundDeviceSpeaker
+    from assistant.llm import LlamaChat
+    from assistant.stt import WhisperTranscriber
+    from assistant.tts import PiperSynthesizer
+    from assistant.vad import SileroVad
+    from assistant.wakeword import OpenWakeWord
+    from assistant.wavio import WavFileMicrophone, WavFileSpeaker
+
+    if options.fast and options.input is None:
+        raise ConfigError("--fast needs --input")
+    realtime = not options.fast
+    # The models load in parallel: the wake word's import dominates start-up.
+    wake_word, vad, synthesizer, intents = await asyncio.gather(
+        asyncio.to_thread(OpenWakeWord, config.wake, config.models_dir),
+        asyncio.to_thread(SileroVad, config.vad, config.models_dir),
+        asyncio.to_thread(PiperSynthesizer, config.tts, config.models_dir),
+        asyncio.to_thread(_load_intents, config),
+    )
+    await asyncio.to_thread(synthesizer.warm)
+    microphone: Microphone
+    speaker: Speaker
+    if options.input is not None:
+        microphone = WavFileMicrophone(options.input, realtime=realtime)
+    else:
+        microphone = SoundDeviceMicrophone(config.audio)
+    if options.output is not None:
+        speaker = WavFileSpeaker(options.output, synthesizer.sample_rate_hz, realtime=realtime)
+    else:
+        speaker = SoundDeviceSpeaker(config.audio, synthesizer.sample_rate_hz)
+    all_observers: list[Observer] = list(observers)
+    ended = _TurnEnded()
+    if options.listen_once:
+        all_observers.append(ended)
+    event_log = JsonlEventLog.open(options.events) if options.events else None
+    if event_log is not None:
+        all_observers.append(event_log)
+    transcriber = WhisperTranscriber(config.stt)
+    chat = LlamaChat(config.llm)
+    bridge = None
+    if config.mqtt.enabled:
+        from assistant.mqtt import MqttBridge
+
+        bridge = MqttBridge(
+            config.mqtt,
+            on_request=lambda request: runtime.request(request),
+            loop=asyncio.get_running_loop(),
+            intent_names=intents.names if intents is not None else (),
+        )
+        all_observers.append(bridge)
+    runtime = Runtime(
+        config,
+        microphone=microphone,
+        speaker=speaker,
+        wake_word=wake_word,
+        vad=vad,
+        transcriber=transcriber,
+        chat=chat,
+        synthesizer=synthesizer,
+        observers=all_observers,
+        intents=intents,
+        audio_clock=options.input is not None,
+    )
+    words = ", ".join(w.model for w in config.wake.words())
+    _LOGGER.info("ready: listening for %s", words)
+    notifier = notifier or Notifier.from_env()
+    notifier.ready(f"listening for {words}")
+    watchdog = asyncio.get_running_loop().create_task(watchdog_loop(notifier, lambda: True))
+    if bridge is not None:
+        bridge.start()
+    try:
+        if options.listen_once:
+            await _one_turn(runtime, ended)
+        else:
+            await runtime.run()
+    finally:
+        watchdog.cancel()
+        if bridge is not None:
+            await bridge.stop()  # first, so that "offline" goes out at once
+        for closer in (transcriber.aclose(), chat.aclose()):
+            with contextlib.suppress(Exception):
+                await closer
+        for resource in (microphone, speaker):
+            close = getattr(resource, "close", None)
+            if close is not None:
+                close()
+        if event_log is not None:
+            event_log.close()
+
+
+class _TurnEnded(Observer):
+    def __init__(self) -> None:
+        self.ended = asyncio.Event()
+
+    def turn_finished(self, record: TurnRecord) -> None:
+        self.ended.set()
+
+
+async def _one_turn(runtime: Runtime, ended: _TurnEnded) -> None:
+    """``lingling listen``: one turn without the wake word."""
+    from assistant.remote import ListenRequested
+
+    loop = asyncio.get_running_loop()
+    running = loop.create_task(runtime.run())
+    waiting = loop.create_task(ended.ended.wait())
+    try:
+        await runtime.started.wait()
+        runtime.request(ListenRequested())
+        await asyncio.wait([running, waiting], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiting.cancel()
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running

@@ -1,0 +1,92 @@
+"""The service's life as systemd sees it: a real ``lingling run`` process with a fake notify
+socket and a real broker: READY once the models are loaded, WATCHDOG pings from the event loop,
+and on SIGTERM: STOPPING, ``offline`` published, exit 0 within a second."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.broker import Broker, Subscriber, eventually
+from tests.broker import broker_fixture as broker_fixture  # the broker fixture
+from tests.scenarios import silence, write_wav
+
+pytestmark = pytest.mark.models
+
+
+@pytest.fixture
+def notify_socket(tmp_path: Path) -> Iterator[socket.socket]:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(tmp_path / "notify"))
+    sock.setblocking(False)
+    yield sock
+    sock.close()
+
+
+def datagrams(sock: socket.socket) -> list[str]:
+    received = []
+    while True:
+        try:
+            received.append(sock.recv(4096).decode())
+        except BlockingIOError:
+            return received
+
+
+async def test_ready_watchdog_and_a_clean_stop_on_sigterm(
+    tmp_path: Path, models_dir: Path, notify_socket: socket.socket, broker: Broker
+) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"models_dir: {models_dir}\n"
+        "tts: {voice: tone_voice}\n"
+        f"mqtt: {{host: 127.0.0.1, port: {broker.port}, site: hall}}\n",
+        encoding="utf-8",
+    )
+    wav = tmp_path / "quiet.wav"
+    write_wav(wav, silence(60.0))  # a microphone in a quiet room, in real time
+    env = {
+        **os.environ,
+        "NOTIFY_SOCKET": str(tmp_path / "notify"),
+        "WATCHDOG_USEC": "400000",  # pings every 0.2 s
+        "WATCHDOG_PID": "",
+    }
+    command = [sys.executable, "-m", "assistant", "run", "-c", str(config)]
+    command += ["--input", str(wav), "--output", str(tmp_path / "out.wav")]
+    process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)  # noqa: ASYNC220
+    try:
+        async with Subscriber(broker, "lingling/hall/availability") as watcher:
+            messages: list[str] = []
+
+            def heard(text: str) -> bool:
+                messages.extend(datagrams(notify_socket))
+                return any(text in m for m in messages)
+
+            await eventually(lambda: heard("READY=1"), 20.0, "READY=1")
+            await eventually(lambda: heard("WATCHDOG=1"), 2.0, "a watchdog ping")
+            await eventually(lambda: watcher.texts("lingling/hall/availability")[-1:] == ["online"])
+            pings = sum("WATCHDOG=1" in m for m in messages)
+            await asyncio.sleep(0.5)
+            heard("")
+            assert sum("WATCHDOG=1" in m for m in messages) > pings  # it keeps pinging
+
+            started = time.monotonic()
+            process.send_signal(signal.SIGTERM)
+            code = await asyncio.to_thread(process.wait, 5)
+            assert time.monotonic() - started < 1.0
+            assert code == 0
+            assert heard("STOPPING=1")
+            await eventually(lambda: watcher.texts("lingling/hall/availability")[-1] == "offline")
+    finally:
+        if process.poll() is None:
+            process.kill()
+        _, stderr = process.communicate(timeout=5)
+    assert "Traceback" not in stderr
