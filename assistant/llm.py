@@ -142,6 +142,9 @@ class LlamaChat:
         except (OpenAIError, httpx2.HTTPError, ValueError) as err:
             # ValueError: a data line that is not JSON
             raise ChatError(describe_api_error(err, self.SERVER, config.url)) from err
+        except (AttributeError, TypeError, KeyError) as err:
+            # JSON, but not a chat.completion.chunk (the client does not validate chunks)
+            raise ChatError(f"{self.SERVER} at {config.url} sent a malformed chunk: {err}") from err
         finally:
             await stream.close()
         if calls:
