@@ -18,7 +18,8 @@ import pytest
 
 from tests.broker import Broker, Subscriber, eventually
 from tests.broker import broker_fixture as broker_fixture  # the broker fixture
-from tests.scenarios import silence, write_wav
+from tests.scenarios import Scenario, concat, silence, write_wav
+from tests.servers import FakeLlamaServer, FakeWhisperServer
 
 pytestmark = pytest.mark.models
 
@@ -90,3 +91,41 @@ async def test_ready_watchdog_and_a_clean_stop_on_sigterm(
             process.kill()
         _, stderr = process.communicate(timeout=5)
     assert "Traceback" not in stderr
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+async def test_a_signal_mid_turn_cancels_it_and_exits_cleanly(
+    tmp_path: Path, models_dir: Path, broker: Broker, signum: signal.Signals
+) -> None:
+    with FakeWhisperServer(" Is it going to rain?\n") as whisper, FakeLlamaServer() as llama:
+        llama.hang = True  # the turn is stuck thinking when the signal comes
+        config = tmp_path / "config.yaml"
+        config.write_text(
+            f"models_dir: {models_dir}\n"
+            "tts: {voice: tone_voice}\n"
+            f"stt: {{url: '{whisper.v1_url}'}}\n"
+            f"llm: {{url: '{llama.v1_url}'}}\n"
+            f"mqtt: {{host: 127.0.0.1, port: {broker.port}, site: hall}}\n",
+            encoding="utf-8",
+        )
+        wav = tmp_path / "in.wav"
+        write_wav(wav, concat(Scenario.build("is it going to rain").samples, silence(30.0)))
+        command = [sys.executable, "-m", "assistant", "run", "-c", str(config)]
+        command += ["--input", str(wav), "--output", str(tmp_path / "out.wav")]
+        process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)  # noqa: ASYNC220
+        try:
+            async with Subscriber(broker, "lingling/hall/#") as watcher:
+                states = "lingling/hall/state"
+                await eventually(lambda: "thinking" in watcher.texts(states), 20.0, "thinking")
+                started = time.monotonic()
+                process.send_signal(signum)
+                code = await asyncio.to_thread(process.wait, 5)
+                assert time.monotonic() - started < 1.0
+                assert code == 0
+                available = "lingling/hall/availability"
+                await eventually(lambda: watcher.texts(available)[-1] == "offline")
+        finally:
+            if process.poll() is None:
+                process.kill()
+            _, stderr = process.communicate(timeout=5)
+        assert "Traceback" not in stderr
