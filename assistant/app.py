@@ -223,6 +223,11 @@ class Runtime:
         elif endpoint is Endpoint.NO_SPEECH:
             self._listening = False
             self._dispatch("no_speech", turn=turn)
+        elif endpoint is Endpoint.SPEECH_PAUSED:
+            assert self._endpointer is not None
+            self.work.speculate(b"".join(self._capture[self._endpointer.command_frames()]))
+        elif endpoint is Endpoint.SPEECH_RESUMED:
+            self.work.drop_speculation()
         return self._listening
 
     # -- events in, commands out -----------------------------------------------------------
@@ -298,6 +303,7 @@ class Runtime:
         for observer in self._observers:
             observer.state_entered(phase, turn, t_seconds)
         if phase is Phase.IDLE:
+            self.work.drop_speculation()
             self._reset_wake_word()
             if previous is Phase.SPEAKING:
                 self._deaf_until_frame = self._frame_index + DEAF_TAIL_FRAMES
@@ -327,7 +333,8 @@ class Runtime:
     # -- turn work ---------------------------------------------------------------------------
 
     def _start_task(self, work: Coroutine[Any, Any, None]) -> None:
-        self._cancel_task()
+        if self._task is not None:
+            self._task.cancel()  # a stage's task has always ended before the next starts
         turn = self.machine.turn
 
         async def guarded() -> None:
@@ -345,6 +352,7 @@ class Runtime:
         if self._task is not None and not self._task.done():
             self._task.cancel()
         self._task = None
+        self.work.drop_speculation()
         self._speaker.stop()
 
     def _play_earcon(self, turn: int, earcon: Earcon) -> None:

@@ -61,13 +61,38 @@ class TurnWork:
         self._tools = intents.tools() if intents is not None else None
         self._now = monotonic
         self._clock = clock
+        self._speculation: tuple[bytes, asyncio.Task[str], float] | None = None
         self.conversation = Conversation(
             config.llm.system_prompt, config.llm.history_turns, config.llm.history_chars
         )
 
+    def speculate(self, pcm: bytes) -> None:
+        """Transcribe ``pcm`` already, in case the command has ended (speech has paused)."""
+        self.drop_speculation()
+        task = asyncio.get_running_loop().create_task(self._transcriber.transcribe(pcm))
+        self._speculation = (pcm, task, self._now())
+
+    def drop_speculation(self) -> None:
+        """Speech resumed, or the turn ended: the early transcript is of no use."""
+        if self._speculation is not None:
+            _, task, _ = self._speculation
+            task.cancel()
+            if task.done() and not task.cancelled():
+                task.exception()  # retrieved: a failed guess is not an error of its own
+            self._speculation = None
+
     async def transcribe(self, record: TurnRecord, pcm: bytes) -> None:
-        record.mark("upload", self._now())
-        text = await self._transcriber.transcribe(pcm)
+        speculation, self._speculation = self._speculation, None
+        if speculation is not None and speculation[0] == pcm:
+            _, task, started = speculation  # the same audio: its transcript is (being) made
+            record.mark("upload", started)
+            text = await task
+        else:
+            if speculation is not None:
+                self._speculation = speculation
+                self.drop_speculation()
+            record.mark("upload", self._now())
+            text = await self._transcriber.transcribe(pcm)
         record.mark("transcribed", self._now())
         record.transcript = text
         _LOGGER.info("heard %r", text)

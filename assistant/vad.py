@@ -105,12 +105,21 @@ class SileroVad:
         return float(probability[0, 0])
 
 
+MIN_SPECULATION_FRAMES: Final = 5
+"""Speech (0.4 s) needed before a pause is announced: a blip, such as the tail of the wake word
+before a pause, is not worth a request that the one-at-a-time whisper server must finish."""
+
+
 class Endpoint(StrEnum):
     SPEECH_STARTED = "speech_started"
     SPEECH_ENDED = "speech_ended"
     """Trailing silence reached, or ``max_command_seconds`` reached."""
     NO_SPEECH = "no_speech"
     """No speech for ``no_speech_seconds``: give up."""
+    SPEECH_PAUSED = "speech_paused"
+    """``speculate_seconds`` of silence after speech: perhaps the end (transcribe early)."""
+    SPEECH_RESUMED = "speech_resumed"
+    """Speech again after SPEECH_PAUSED: it was only a pause."""
 
 
 def _frames(seconds: float, minimum: int = 0) -> int:
@@ -138,6 +147,11 @@ class Endpointer:
         self._no_speech = _frames(config.no_speech_seconds, minimum=1)
         self._max_command = _frames(config.max_command_seconds, minimum=1)
         self._margin = _frames(config.margin_seconds)
+        # A pause is announced once the upload's trailing margin is complete, and only when it
+        # comes before the end: the audio to upload is then the same as at the end.
+        speculate = _frames(config.speculate_seconds)
+        self._speculate = max(speculate, self._margin) if speculate else 0
+        self._paused = False
         self._frames = 0
         self._speech = False  # the last frame was speech (hysteresis state)
         self._run_start = 0  # first frame of the current run of speech frames
@@ -184,6 +198,13 @@ class Endpointer:
         if self._silent >= self._silence or self._frames - self._start >= self._max_command:
             self._done = True
             return Endpoint.SPEECH_ENDED
+        if self._speech and self._paused:
+            self._paused = False
+            return Endpoint.SPEECH_RESUMED
+        long_enough = self._last_speech - self._start + 1 >= MIN_SPECULATION_FRAMES
+        if 0 < self._speculate < self._silence and self._silent == self._speculate and long_enough:
+            self._paused = True
+            return Endpoint.SPEECH_PAUSED
         return None
 
     def command_frames(self) -> slice:

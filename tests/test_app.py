@@ -500,3 +500,35 @@ async def test_an_intent_action_is_published(tmp_path: Path) -> None:
     rig = intents_rig("turn on the kitchen light", directory=tmp_path)
     await rig.run()
     assert log(rig).actions == [("zigbee2mqtt/kitchen_light/set", '{"state": "ON"}')]
+
+
+# -- speculative transcription ------------------------------------------------------------------
+
+
+async def test_a_pause_starts_the_transcription_and_the_end_uses_it() -> None:
+    rig = Rig(FakeMicrophone(COMMAND), transcriber=FakeTranscriber(delay_seconds=0.05))
+    await rig.run()
+    # One request, sent at the pause (0.24 s of silence), before the end was decided (0.72 s).
+    assert rig.transcriber.received == [SILENCE + WAKE + SPEECH * 10 + SILENCE * 2]
+    (record,) = rig.recorder.turns
+    assert record.timings_ms()["speech_end_to_upload"] < 0
+    assert rig.recorder.states == WHOLE_TURN
+
+
+async def test_speech_after_the_pause_drops_the_early_transcription() -> None:
+    command = frames((SILENCE, 2), (WAKE, 1), (SPEECH, 6), (SILENCE, 5), (SPEECH, 4), (SILENCE, 14))
+    rig = Rig(FakeMicrophone(command), transcriber=FakeTranscriber(delay_seconds=0.05))
+    await rig.run()
+    early, final = rig.transcriber.received
+    assert early.count(SPEECH) == 6
+    assert final.count(SPEECH) == 10  # the whole command, pause included
+    assert rig.recorder.transcripts == ["turn on the kitchen light"]
+    assert rig.recorder.states == WHOLE_TURN
+
+
+async def test_without_speculation_the_upload_waits_for_the_end() -> None:
+    rig = Rig(FakeMicrophone(COMMAND), settings={"vad": {"speculate_seconds": 0}})
+    await rig.run()
+    assert len(rig.transcriber.received) == 1
+    (record,) = rig.recorder.turns
+    assert record.timings_ms()["speech_end_to_upload"] >= 0

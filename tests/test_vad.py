@@ -17,6 +17,7 @@ from tests.conftest import require_model
 from tests.scenarios import Audio, Scenario, concat, frames, noise, recording, silence, speak
 
 STARTED, ENDED, NONE = Endpoint.SPEECH_STARTED, Endpoint.SPEECH_ENDED, Endpoint.NO_SPEECH
+PAUSED, RESUMED = Endpoint.SPEECH_PAUSED, Endpoint.SPEECH_RESUMED
 S, N = 0.9, 0.1  # clearly speech, clearly not
 H = 0.4  # between threshold - 0.15 and threshold: speech only while already in speech
 L = 0.3  # below threshold - 0.15
@@ -110,9 +111,33 @@ CASES: dict[str, Case] = {
     ),
     "defaults: the upload leaves out the trailing silence": Case(
         [N] * 5 + [S] * 10 + [N] * 12,
-        {6: STARTED, 23: ENDED},
+        {6: STARTED, 17: PAUSED, 23: ENDED},
         (3, 17),
-        {key: getattr(VadConfig(), key) for key in SMALL},
+        {key: getattr(VadConfig(), key) for key in [*SMALL, "speculate_seconds"]},
+    ),
+    "a pause is announced after speculate_seconds, and its end": Case(
+        [S] * 5 + [N] * 3 + [S] * 2 + [N] * 6,
+        {1: STARTED, 6: PAUSED, 8: RESUMED, 11: PAUSED, 15: ENDED},
+        (0, 11),
+        {"silence_seconds": 0.48, "speculate_seconds": 0.16, "max_command_seconds": 2.0},
+    ),
+    "no pause before the upload's margin is complete": Case(
+        [S] * 5 + [N] * 8,
+        {1: STARTED, 7: PAUSED, 10: ENDED},
+        (0, 8),
+        {"silence_seconds": 0.48, "speculate_seconds": 0.08, "margin_seconds": 0.24},
+    ),
+    "no pause when it would come with the end": Case(
+        [S] * 5 + [N] * 4,
+        {1: STARTED, 7: ENDED},
+        (0, 6),
+        {"speculate_seconds": 0.4},
+    ),
+    "no pause after a blip too short to be worth a guess": Case(
+        [S] * 3 + [N] * 7,
+        {1: STARTED, 8: ENDED},
+        (0, 4),
+        {"silence_seconds": 0.48, "speculate_seconds": 0.16},
     ),
 }
 
@@ -150,7 +175,8 @@ def test_frames_counts_up_to_the_end_and_then_stops() -> None:
 
 def test_seconds_become_whole_frames() -> None:
     # 0.7 s is 8.75 frames: the silence needs 9 (0.72 s), never 8.
-    endpointer = Endpointer(VadConfig(silence_seconds=0.7, min_speech_seconds=0.08))
+    config = VadConfig(silence_seconds=0.7, min_speech_seconds=0.08, speculate_seconds=0)
+    endpointer = Endpointer(config)
     results = [endpointer.process(p) for p in [S] + [N] * 9]
     assert results == [STARTED] + [None] * 8 + [ENDED]
 
@@ -185,7 +211,7 @@ def listen(vad: SileroVad, samples: Audio, config: VadConfig | None = None) -> R
     for index, frame in enumerate(frames(samples)):
         probabilities.append(vad.process(frame))
         result = endpointer.process(probabilities[-1])
-        if result is not None:
+        if result in (STARTED, ENDED, NONE):  # pauses are tested in the tables
             endpoints[index] = result
     return Run(probabilities, endpoints, endpointer.command_frames())
 
