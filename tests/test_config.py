@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 
 from assistant.config import DEFAULT_CONFIG, Config, find_model, load_config
 from assistant.errors import ConfigError
@@ -118,3 +120,20 @@ def test_mqtt_settings_are_checked(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match=r"mqtt\.port: input should be less than or equal"):
         load_config(write(tmp_path, "mqtt: {port: 70000}"), env={})
+
+
+def test_the_readme_documents_every_key() -> None:
+    readme = (DEFAULT_CONFIG.parent / "README.md").read_text(encoding="utf-8")
+    readme = readme.split("### Reference", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"^\| `([a-z_.]+)` \|", readme, flags=re.MULTILINE))
+
+    def keys(model: type[BaseModel], prefix: str = "") -> set[str]:
+        found = set()
+        for name, field in model.model_fields.items():
+            if isinstance(field.default, BaseModel):
+                found |= keys(type(field.default), f"{prefix}{name}.")
+            else:
+                found.add(prefix + name)
+        return found
+
+    assert keys(Config) == documented
