@@ -1,10 +1,15 @@
-"""openWakeWord adapter: several wake words on one shared feature pipeline (ONNX only)."""
+"""openWakeWord adapter: several wake words on one shared feature pipeline (ONNX only).
+
+The models run on onnxruntime directly (``assistant.oww_features``): openwakeword itself is never
+imported, as its import alone costs scipy and scikit-learn (≈90 MB, ≈1 s). Scores are the same as
+``openwakeword.Model(inference_framework="onnx")`` frame by frame (tests/test_wakeword.py).
+"""
 
 from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
@@ -13,12 +18,15 @@ import numpy as np
 from assistant.audioformat import FRAME_BYTES, FRAME_SECONDS
 from assistant.config import WakeConfig, find_model
 from assistant.errors import ConfigError, ModelError
+from assistant.oww_features import EMBEDDING_SIZE, StreamingFeatures, load_session
 from assistant.ports import Detection
 
 _LOGGER = logging.getLogger(__name__)
 
 FEATURE_MODELS: Final = ("melspectrogram.onnx", "embedding_model.onnx")
 """openWakeWord's shared feature models, looked up in ``<models_dir>/openwakeword``."""
+SILENT_FRAMES: Final = 5
+"""Frames after the start or a reset whose scores are 0.0, as openWakeWord reports them."""
 
 
 @dataclass(slots=True)
@@ -28,6 +36,10 @@ class _Word:
     threshold: float
     refractory_frames: int
     ready_at: int = 0  # first frame index at which it may fire again
+    session: Any = None  # its onnxruntime session
+    history: int = 0  # embeddings it reads (16 for openWakeWord's models)
+    feed: dict[str, Any] = field(default_factory=dict)  # its input: a view of the shared history
+    output: list[str] = field(default_factory=list)  # the name of its score output
 
 
 class OpenWakeWord:
@@ -74,21 +86,28 @@ class OpenWakeWord:
                     f"openWakeWord feature model missing: {feature} (melspectrogram.onnx and "
                     "embedding_model.onnx belong next to the wake word models)"
                 )
-        from openwakeword.model import Model  # heavy: scipy and scikit-learn, ~1 s
-
         try:
-            self._model: Any = Model(
-                wakeword_models=[str(path) for path in paths],
-                inference_framework="onnx",  # tflite-runtime crashes with numpy 2
-                melspec_model_path=str(melspec),
-                embedding_model_path=str(embedding),
-                ncpu=1,  # threads of the feature models; the word models use one already
-            )
-        except Exception as err:  # onnxruntime and openwakeword raise untyped errors
+            melspec_session = load_session(melspec)
+            embedding_session = load_session(embedding)
+            for loaded, path in zip(self._words, paths, strict=True):
+                loaded.session = load_session(path)
+        except Exception as err:  # onnxruntime raises its own untyped errors
             raise ModelError(f"cannot load openWakeWord models: {err}") from err
         for loaded, path in zip(self._words, paths, strict=True):
-            if self._model.model_outputs.get(loaded.key) != 1:
-                raise ModelError(f"{path}: not a single-score wake word model")
+            loaded.history = _history(loaded.session, path)
+        try:
+            self._features = StreamingFeatures(
+                melspec_session, embedding_session, max(each.history for each in self._words)
+            )
+        except Exception as err:  # the shape checks, or onnxruntime failing on the warm-up
+            raise ModelError(f"cannot load openWakeWord models: {err}") from err
+        embeddings = self._features.embeddings
+        for loaded in self._words:
+            # a trailing slice of the shared history, updated in place: no copy per frame
+            start = embeddings.shape[1] - loaded.history
+            loaded.feed = {loaded.session.get_inputs()[0].name: embeddings[:, start:]}
+            loaded.output = [loaded.session.get_outputs()[0].name]
+        self._since_reset = 0  # frames fed since the start or the last reset
         self._frames = 0
         self._scores: dict[str, float] = {word.name: 0.0 for word in self._words}
         _LOGGER.debug(
@@ -112,10 +131,12 @@ class OpenWakeWord:
             raise ValueError(f"expected one {FRAME_BYTES}-byte frame, got {len(frame)} bytes")
         index = self._frames
         self._frames += 1
-        predictions = self._model.predict(np.frombuffer(frame, dtype=np.int16))
+        self._features.push(np.frombuffer(frame, dtype=np.int16))
+        scoring = self._since_reset >= SILENT_FRAMES  # before that every score is 0.0 anyway
+        self._since_reset += 1
         fired: _Word | None = None
         for word in self._words:
-            score = float(predictions[word.key])
+            score = float(word.session.run(word.output, word.feed)[0][0, 0]) if scoring else 0.0
             self._scores[word.name] = score
             if score < word.threshold or index < word.ready_at:
                 continue
@@ -124,7 +145,7 @@ class OpenWakeWord:
         if fired is None:
             return None
         fired.ready_at = index + fired.refractory_frames
-        self._model.reset()
+        self._clear_buffers()
         score = self._scores[fired.name]
         _LOGGER.debug(
             "Wake word %s fired (score %.3f) at %.2f s",
@@ -140,11 +161,34 @@ class OpenWakeWord:
         Call it when feeding resumes after a pause: the audio that follows is new, so nothing in
         it can repeat a detection made before the pause.
         """
-        self._model.reset()
+        self._clear_buffers()
         for word in self._words:
             word.ready_at = 0
         for name in self._scores:
             self._scores[name] = 0.0
+
+    def _clear_buffers(self) -> None:
+        self._features.reset()
+        self._since_reset = 0
+
+
+def _history(session: Any, path: Path) -> int:
+    """How many embeddings a wake word model reads; ModelError unless it gives a single score."""
+    if list(session.get_outputs()[0].shape)[1:] != [1]:
+        raise ModelError(f"{path}: not a single-score wake word model")
+    shape = list(session.get_inputs()[0].shape)
+    if (
+        len(shape) != 3
+        or not isinstance(shape[1], int)
+        or shape[1] < 1
+        or shape[2] != EMBEDDING_SIZE
+    ):
+        raise ModelError(
+            f"{path}: not an openWakeWord model (input shape {shape}, expected [1, N, "
+            f"{EMBEDDING_SIZE}])"
+        )
+    history: int = shape[1]
+    return history
 
 
 def _is_path(model: str) -> bool:

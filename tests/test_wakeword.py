@@ -5,16 +5,37 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
 from assistant.audioformat import FRAME_BYTES, FRAME_SECONDS
 from assistant.config import WakeConfig, WakeWordConfig
 from assistant.errors import ConfigError, ModelError
-from assistant.wakeword import OpenWakeWord
+from assistant.oww_features import (
+    WARMUP_HIGH,
+    WARMUP_LOW,
+    StreamingFeatures,
+    load_session,
+    warmup_noise,
+)
+from assistant.wakeword import SILENT_FRAMES, OpenWakeWord
 from tests.conftest import require_model
-from tests.scenarios import Audio, concat, frames, mix, noise, recording, silence, speak
+from tests.scenarios import (
+    Audio,
+    Scenario,
+    concat,
+    frames,
+    mix,
+    noise,
+    recording,
+    silence,
+    speak,
+)
 
 WORD_FILES = ("hey_jarvis_v0.1.onnx", "alexa_v0.1.onnx", "hey_mycroft_v0.1.onnx")
 
@@ -243,3 +264,199 @@ def test_importing_the_adapters_loads_no_inference_library() -> None:
         cwd=Path(__file__).parent.parent,
     )
     assert result.stdout.strip() == "[]"
+
+
+# --- The same scores as openwakeword.Model ------------------------------------------------------
+#
+# The adapter runs openWakeWord's three ONNX models itself (assistant/oww_features.py). Here
+# openwakeword.Model (onnx, one thread) is the reference, fed the same frames in lockstep. The
+# only randomness in openwakeword is the noise whose embeddings fill its history after a reset
+# (np.random.randint); the reference is handed the adapter's fixed noise instead, so the two must
+# agree on every frame, the first ones after a reset included.
+#
+# SCORE_TOLERANCE: both run the same float32 graphs on the same inputs in the same order, so the
+# scores come out bit-identical here (difference 0.0). 1e-5 leaves room for onnxruntime picking
+# another kernel or rounding (changing every mel value by one float32 step moves the scores by
+# 7e-7), while a streaming mistake is caught by orders of magnitude: one sample of offset moves
+# them by 5e-3, fresh random noise in the history or mel context on the first frame by 8e-3.
+SCORE_TOLERANCE = 1e-5
+EMBEDDING_TOLERANCE = 1e-4
+"""Embeddings reach ~70 (one float32 step there is 8e-6); one step in every mel value moves them
+by 2e-5 at most, a wrong mel context on the first frame by 8."""
+REFERENCE_WORDS = ("hey_jarvis", "alexa", "hey_mycroft")
+
+
+@contextmanager
+def _adapter_noise() -> Iterator[None]:
+    """openwakeword draws its warm-up noise from np.random.randint: give it the adapter's."""
+
+    def randint(low: int, high: int, size: int) -> Audio:
+        assert (low, high) == (WARMUP_LOW, WARMUP_HIGH)
+        return warmup_noise(size)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(np.random, "randint", randint)
+        yield
+
+
+def _reference(words: tuple[str, ...] = REFERENCE_WORDS) -> Any:
+    from openwakeword.model import Model
+
+    folder = _root() / "openwakeword"
+    with _adapter_noise():
+        return Model(
+            wakeword_models=[str(folder / f"{word}_v0.1.onnx") for word in words],
+            inference_framework="onnx",
+            melspec_model_path=str(folder / "melspectrogram.onnx"),
+            embedding_model_path=str(folder / "embedding_model.onnx"),
+            ncpu=1,
+        )
+
+
+def _reset_reference(reference: Any) -> None:
+    with _adapter_noise():
+        reference.reset()
+
+
+def _compare(wake: OpenWakeWord, reference: Any, clip: Audio) -> tuple[float, float, int]:
+    """Feed both frame by frame; (largest score difference, highest score, detections).
+
+    The adapter resets its buffers after a detection; the reference is reset on the same frame.
+    """
+    worst = highest = 0.0
+    detections = 0
+    for frame in frames(clip):
+        expected = reference.predict(np.frombuffer(frame, dtype=np.int16))
+        detection = wake.process(frame)
+        for name, score in wake.scores.items():
+            worst = max(worst, abs(score - float(expected[f"{name}_v0.1"])))
+            highest = max(highest, score)
+        if detection is not None:
+            detections += 1
+            _reset_reference(reference)
+    return worst, highest, detections
+
+
+def _scenario_hey_jarvis() -> Audio:
+    return Scenario.build("turn on the kitchen light").samples
+
+
+@pytest.mark.models
+@pytest.mark.parametrize(
+    ("clip", "fires"),
+    [
+        (lambda: padded(recording("wyoming_hey_jarvis")), True),
+        (lambda: padded(recording("wyoming_alexa")), True),
+        (lambda: recording("jfk"), False),
+        (_scenario_hey_jarvis, True),
+        (lambda: concat(noise(3.0, 300, seed=3), silence(1.0), noise(2.0, 3000, seed=4)), False),
+    ],
+    ids=["wyoming_hey_jarvis", "wyoming_alexa", "jfk", "espeak_scenario", "noise_and_silence"],
+)
+def test_scores_match_openwakeword_frame_by_frame(clip: Any, fires: bool) -> None:
+    config = WakeConfig(models=list(REFERENCE_WORDS), refractory_seconds=0.0)
+    wake = OpenWakeWord(config, _root())
+    worst, highest, detections = _compare(wake, _reference(), clip())
+    assert worst <= SCORE_TOLERANCE
+    # the comparison covers the scores that matter: high ones, and the resets they cause
+    assert (highest >= 0.5, detections >= 1) == (fires, fires), (highest, detections)
+
+
+@pytest.mark.models
+def test_scores_match_openwakeword_across_reset() -> None:
+    wake = OpenWakeWord(WakeConfig(models=list(REFERENCE_WORDS), threshold=1.0), _root())
+    reference = _reference()
+    jarvis = padded(recording("wyoming_hey_jarvis"))
+    for clip in (recording("jfk")[: 3 * 16000], jarvis, jarvis):
+        worst, highest, _ = _compare(wake, reference, clip)
+        assert worst <= SCORE_TOLERANCE
+        wake.reset()
+        _reset_reference(reference)
+    assert highest >= 0.5  # the last clip after a reset still scores high, identically
+
+
+@pytest.mark.models
+def test_the_first_frames_after_a_reset_score_zero_as_in_openwakeword() -> None:
+    wake = OpenWakeWord(WakeConfig(models=["hey_jarvis"], threshold=1.0), _root())
+    reference = _reference(("hey_jarvis",))
+    clip = recording("wyoming_hey_jarvis")  # speech from the first frame on
+    scores = []
+    for frame in frames(clip)[: SILENT_FRAMES + 3]:
+        expected = reference.predict(np.frombuffer(frame, dtype=np.int16))["hey_jarvis_v0.1"]
+        wake.process(frame)
+        scores.append(wake.scores["hey_jarvis"])
+        assert abs(scores[-1] - float(expected)) <= SCORE_TOLERANCE
+    assert scores[:SILENT_FRAMES] == [0.0] * SILENT_FRAMES
+    assert all(score > 0.0 for score in scores[SILENT_FRAMES:])
+
+
+@pytest.mark.models
+def test_embeddings_match_openwakeword_audio_features() -> None:
+    folder = _root() / "openwakeword"
+    features = StreamingFeatures(
+        load_session(folder / "melspectrogram.onnx"),
+        load_session(folder / "embedding_model.onnx"),
+        history=16,
+    )
+    reference = _reference(("hey_jarvis",))
+    clip = concat(padded(recording("wyoming_alexa")), recording("jfk")[: 2 * 16000])
+    for index, frame in enumerate(frames(clip)):
+        if index == 40:
+            features.reset()
+            _reset_reference(reference)
+        samples = np.frombuffer(frame, dtype=np.int16)
+        reference.predict(samples)
+        features.push(samples)
+        expected = reference.preprocessor.get_features(16)
+        np.testing.assert_allclose(features.embeddings, expected, rtol=0, atol=EMBEDDING_TOLERANCE)
+
+
+def test_warmup_noise_is_fixed_and_like_openwakeword_noise() -> None:
+    noise_samples = warmup_noise(64_000)
+    assert noise_samples.dtype == np.int16
+    assert np.array_equal(noise_samples, warmup_noise(64_000))
+    assert noise_samples.min() == WARMUP_LOW
+    assert noise_samples.max() == WARMUP_HIGH - 1
+    assert abs(float(noise_samples.std()) - 577.0) < 10.0  # uniform over 2000 values
+    assert abs(float(noise_samples.mean())) < 10.0
+
+
+@pytest.mark.models
+def test_the_adapter_never_imports_openwakeword_scipy_or_sklearn() -> None:
+    # openwakeword's import alone costs ~90 MB and ~1 s (scipy, scikit-learn); numpy.random ~7 MB
+    code = (
+        "import sys; from pathlib import Path; "
+        "from assistant.config import WakeConfig; from assistant.wakeword import OpenWakeWord; "
+        f"wake = OpenWakeWord(WakeConfig(models=['hey_jarvis', 'alexa']), Path({str(_root())!r})); "
+        f"[wake.process(bytes({FRAME_BYTES})) for _ in range(20)]; wake.reset(); "
+        "print(sorted(name for name in sys.modules if name.split('.')[0] in "
+        "{'openwakeword', 'scipy', 'sklearn'} or name == 'numpy.random'))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        cwd=Path(__file__).parent.parent,
+    )
+    assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.models
+def test_a_model_that_is_not_a_wake_word_is_a_model_error() -> None:
+    vad = require_model("openwakeword/silero_vad.onnx")
+    with pytest.raises(ModelError, match="not an openWakeWord model"):
+        OpenWakeWord(WakeConfig(models=[str(vad)]), _root())
+
+
+@pytest.mark.models
+def test_a_wrong_feature_model_is_a_model_error(tmp_path: Path) -> None:
+    root = _root()
+    folder = tmp_path / "openwakeword"
+    folder.mkdir()
+    for name in ("melspectrogram.onnx", "hey_jarvis_v0.1.onnx"):
+        (folder / name).symlink_to(root / "openwakeword" / name)
+    (folder / "embedding_model.onnx").symlink_to(root / "openwakeword" / "alexa_v0.1.onnx")
+    with pytest.raises(ModelError, match="not openWakeWord's embedding model"):
+        OpenWakeWord(WakeConfig(models=["hey_jarvis"]), tmp_path)
