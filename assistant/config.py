@@ -6,7 +6,9 @@ one line naming its path, e.g. ``wake.threshold: must be between 0 and 1``.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Final
@@ -304,7 +306,8 @@ def _describe(err: ValidationError) -> str:
         elif part in _UNION_BRANCHES or part.startswith("function-"):
             continue  # a union branch's name, not a key
         else:
-            path += f".{part}" if path else str(part)
+            name = part if re.fullmatch(r"[\w-]+", part) else json.dumps(part)
+            path += f".{name}" if path else name
     kind = first["type"]
     if kind == "extra_forbidden":
         message = "unknown key"
