@@ -150,6 +150,7 @@ class Runtime:
             self._cancel_task()
             self._set_timer(None, 0)
             self._onnx.shutdown(wait=False, cancel_futures=True)
+            self.work.close()
 
     async def _listen(self) -> None:
         """Pump the microphone until it ends; when it fails, reopen it with backoff."""

@@ -15,6 +15,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Final
 
@@ -62,9 +63,16 @@ class TurnWork:
         self._now = monotonic
         self._clock = clock
         self._speculation: tuple[bytes, asyncio.Task[str], float] | None = None
+        # Synthesis is CPU work: one thread of its own, so it never waits for (or multiplies)
+        # the loop's default threads.
+        self._tts = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lingling-tts")
         self.conversation = Conversation(
             config.llm.system_prompt, config.llm.history_turns, config.llm.history_chars
         )
+
+    def close(self) -> None:
+        self.drop_speculation()
+        self._tts.shutdown(wait=False, cancel_futures=True)
 
     def speculate(self, pcm: bytes) -> None:
         """Transcribe ``pcm`` already, in case the command has ended (speech has paused)."""
@@ -233,6 +241,7 @@ class TurnWork:
 
     async def _say(self, record: TurnRecord, sentence: str, audio: Audio) -> None:
         record.mark("first_sentence", self._now())
-        pcm = await asyncio.to_thread(self._synthesizer.synthesize, sentence)
+        loop = asyncio.get_running_loop()
+        pcm = await loop.run_in_executor(self._tts, self._synthesizer.synthesize, sentence)
         record.mark("first_tts", self._now())
         await audio.put(pcm)
