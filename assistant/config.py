@@ -104,7 +104,7 @@ class VadConfig(_Section):
     """A command is cut after this long."""
     margin_seconds: Annotated[float, _between(0.0, 1.0)] = 0.16
     """Audio kept before and after the speech in the upload."""
-    speculate_seconds: Annotated[float, _between(0.0, 5.0)] = 0.24
+    speculate_seconds: Annotated[float, _between(0.0, 5.0)] = 0.16
     """After this much silence the command is transcribed already, in case it has ended; if
     speech resumes the result is dropped. 0 turns it off."""
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +22,7 @@ from typing import Final
 
 from assistant.commands import Phase
 from assistant.config import Config
+from assistant.errors import ChatError
 from assistant.events import Observer, RecognizedIntent, TurnRecord
 from assistant.intents import IntentError, IntentMatch, Intents
 from assistant.llm import Conversation, ToolStep, asks_question
@@ -31,6 +33,9 @@ _LOGGER = logging.getLogger(__name__)
 
 MAX_TOOL_ROUNDS: Final = 3
 """Tool-call rounds in one turn; the last request offers no tools, so the model must answer."""
+
+CONTEXT_FULL: Final = re.compile(r"context size|exceed_context_size", re.IGNORECASE)
+"""How llama.cpp says a prompt does not fit its context (HTTP 400)."""
 
 Feed = Callable[..., None]
 Audio = asyncio.Queue[bytes | None]
@@ -121,7 +126,17 @@ class TurnWork:
             observer.intent_not_recognized(record.turn, text)
         steps: list[ToolStep] = []
         answer: list[str] = []
-        await self._speak(record, lambda audio: self._think(record, text, steps, answer, audio))
+        try:
+            await self._speak(record, lambda a: self._think(record, text, steps, answer, a))
+        except ChatError as err:
+            # The history outgrew the server's context (llama.cpp answers 400 before any token):
+            # forget it and ask again, rather than failing every turn from now on.
+            if not (CONTEXT_FULL.search(str(err)) and self.conversation.history):
+                raise
+            _LOGGER.warning("the conversation outgrew the LLM's context: starting afresh")
+            self.conversation.clear()
+            steps.clear()
+            await self._speak(record, lambda a: self._think(record, text, steps, answer, a))
         self.conversation.record(text, "".join(answer), steps)
         self._finish(record, record.response or "")
 

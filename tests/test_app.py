@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,7 @@ from assistant.earcons import earcon_pcm
 from assistant.errors import AudioError, ChatError, TranscriptionError
 from assistant.events import Observer, RecognizedIntent, TurnRecord
 from assistant.intents import Intents
-from assistant.ports import ToolCall
+from assistant.ports import ChatChunk, Message, ToolCall
 from assistant.remote import (
     CancelRequested,
     ListenRequested,
@@ -508,7 +508,7 @@ async def test_an_intent_action_is_published(tmp_path: Path) -> None:
 async def test_a_pause_starts_the_transcription_and_the_end_uses_it() -> None:
     rig = Rig(FakeMicrophone(COMMAND), transcriber=FakeTranscriber(delay_seconds=0.05))
     await rig.run()
-    # One request, sent at the pause (0.24 s of silence), before the end was decided (0.72 s).
+    # One request, sent at the pause (0.16 s of silence), before the end was decided (0.72 s).
     assert rig.transcriber.received == [SILENCE + WAKE + SPEECH * 10 + SILENCE * 2]
     (record,) = rig.recorder.turns
     assert record.timings_ms()["speech_end_to_upload"] < 0
@@ -532,3 +532,27 @@ async def test_without_speculation_the_upload_waits_for_the_end() -> None:
     assert len(rig.transcriber.received) == 1
     (record,) = rig.recorder.turns
     assert record.timings_ms()["speech_end_to_upload"] >= 0
+
+
+async def test_a_history_too_long_for_the_llm_is_forgotten_and_the_turn_answered() -> None:
+    @dataclass
+    class SmallContext(FakeChat):
+        """Like llama.cpp started with a small -c: a prompt with history does not fit."""
+
+        async def stream(
+            self, messages: Sequence[Message], tools: Sequence[Mapping[str, Any]] | None = None
+        ) -> AsyncIterator[ChatChunk]:
+            if len(messages) > 2:
+                self.requests.append(list(messages))
+                raise ChatError(
+                    "the llama.cpp server answered HTTP 400: the request exceeds the available "
+                    "context size, try increasing it"
+                )
+            async for chunk in super().stream(messages, tools):
+                yield chunk
+
+    rig = Rig(FakeMicrophone(COMMAND * 2), chat=SmallContext())
+    await rig.run()
+    assert [str(turn.outcome) for turn in rig.recorder.turns] == ["answered", "answered"]
+    assert rig.recorder.errors == []
+    assert len(rig.chat.requests[-1]) == 2  # asked again without the history
