@@ -1,0 +1,1 @@
+"""Benchmarks of issue 5 (latency, footprint) and issue 7 (soak); see BENCHMARKS.md."""
