@@ -9,6 +9,8 @@ read fine in a terminal) and, with ``--json FILE``, also writes it with its targ
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -18,7 +20,7 @@ import shutil
 import statistics
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -27,6 +29,7 @@ from typing import Any, Final
 from assistant.commands import Phase
 from assistant.config import Config
 from assistant.events import MARKS, Observer, TurnRecord
+from assistant.ports import Chat, Synthesizer, Transcriber
 from tests.fakes import SILENCE, SPEECH, WAKE
 
 ROOT: Final = Path(__file__).resolve().parent.parent
@@ -372,3 +375,38 @@ class TurnLog(Observer):
 
     def answered(self) -> list[TurnRecord]:
         return [r for r in self.records if str(r.outcome) == "answered"]
+
+
+async def run_tagged_turns(
+    cfg: Config,
+    *,
+    transcriber: Transcriber,
+    chat: Chat,
+    synthesizer: Synthesizer,
+    turns: int,
+    closers: Sequence[Callable[[], Awaitable[None]]] = (),
+) -> TurnLog:
+    """``turns`` tagged-audio turns through the real ``Runtime`` (fake wake word, VAD and
+    speaker); ``closers`` run afterwards whatever happens."""
+    from assistant.app import Runtime
+    from tests.fakes import FakeSpeaker, FakeVad, FakeWakeWord
+
+    log = TurnLog()
+    runtime = Runtime(
+        cfg,
+        microphone=TurnMicrophone(tagged_turn(), turns),
+        speaker=FakeSpeaker(sample_rate_hz=synthesizer.sample_rate_hz),
+        wake_word=FakeWakeWord(),
+        vad=FakeVad(),
+        transcriber=transcriber,
+        chat=chat,
+        synthesizer=synthesizer,
+        observers=[log],
+    )
+    try:
+        await asyncio.wait_for(runtime.run(), 60 + 5 * turns)
+    finally:
+        for close in closers:
+            with contextlib.suppress(Exception):
+                await close()
+    return log

@@ -28,7 +28,6 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Final
 
-from assistant.app import Runtime
 from assistant.config import SttConfig
 from assistant.llm import LlamaChat
 from assistant.stt import WhisperTranscriber
@@ -37,7 +36,6 @@ from bench.common import (
     STAGES,
     Report,
     TurnLog,
-    TurnMicrophone,
     backend_ms,
     config,
     have_models,
@@ -46,12 +44,11 @@ from bench.common import (
     p95,
     parser,
     quiet_logs,
+    run_tagged_turns,
     server_binary,
     span_ms,
     stage_rows,
-    tagged_turn,
 )
-from tests.fakes import FakeSpeaker, FakeVad, FakeWakeWord
 from tests.servers import FakeWhisperServer
 
 START_TIMEOUT_SECONDS: Final = 60.0
@@ -119,24 +116,14 @@ async def turns_against(llama: str, whisper: str, root: Path, turns: int) -> Tur
     chat = LlamaChat(cfg.llm.model_copy(update={"url": f"{llama}/v1", "max_tokens": 64}))
     synthesizer = PiperSynthesizer(cfg.tts, root)
     await asyncio.to_thread(synthesizer.warm)
-    log = TurnLog()
-    runtime = Runtime(
+    log = await run_tagged_turns(
         cfg,
-        microphone=TurnMicrophone(tagged_turn(), turns),
-        speaker=FakeSpeaker(sample_rate_hz=synthesizer.sample_rate_hz),
-        wake_word=FakeWakeWord(),
-        vad=FakeVad(),
         transcriber=transcriber,
         chat=chat,
         synthesizer=synthesizer,
-        observers=[log],
+        turns=turns,
+        closers=(transcriber.aclose, chat.aclose),
     )
-    try:
-        await asyncio.wait_for(runtime.run(), 60 + 5 * turns)
-    finally:
-        for closer in (transcriber.aclose(), chat.aclose()):
-            with contextlib.suppress(Exception):
-                await closer
     if log.errors or len(log.answered()) != turns:
         raise RuntimeError(f"{len(log.answered())} of {turns} turns answered: {log.errors[:3]}")
     return log

@@ -11,12 +11,10 @@ reads the whole reply before it yields it (no runtime change).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sys
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, Final
 
-from assistant.app import Runtime
 from assistant.config import LlmConfig, SttConfig
 from assistant.llm import LlamaChat
 from assistant.ports import Chat, ChatChunk, Message
@@ -24,8 +22,6 @@ from assistant.stt import WhisperTranscriber
 from assistant.tts import PiperSynthesizer
 from bench.common import (
     Report,
-    TurnLog,
-    TurnMicrophone,
     config,
     have_models,
     models_dir,
@@ -33,10 +29,9 @@ from bench.common import (
     p95,
     parser,
     quiet_logs,
+    run_tagged_turns,
     span_ms,
-    tagged_turn,
 )
-from tests.fakes import FakeSpeaker, FakeVad, FakeWakeWord
 from tests.servers import FakeLlamaServer, FakeWhisperServer, tokenize
 
 TOKENS_PER_SECOND: Final = 20.0
@@ -100,24 +95,14 @@ async def compare(reply: str, pairs: int) -> dict[str, list[float]]:
         chat = AlternatingChat(inner)
         synthesizer = PiperSynthesizer(cfg.tts, root)
         await asyncio.to_thread(synthesizer.warm)
-        log = TurnLog()
-        runtime = Runtime(
+        log = await run_tagged_turns(
             cfg,
-            microphone=TurnMicrophone(tagged_turn(), turns),
-            speaker=FakeSpeaker(sample_rate_hz=synthesizer.sample_rate_hz),
-            wake_word=FakeWakeWord(),
-            vad=FakeVad(),
             transcriber=transcriber,
             chat=chat,
             synthesizer=synthesizer,
-            observers=[log],
+            turns=turns,
+            closers=(transcriber.aclose, inner.aclose),
         )
-        try:
-            await asyncio.wait_for(runtime.run(), 60 + 5 * turns)
-        finally:
-            for closer in (transcriber.aclose(), inner.aclose()):
-                with contextlib.suppress(Exception):
-                    await closer
     records = log.answered()
     if log.errors or len(records) != turns:
         raise RuntimeError(f"{len(records)} of {turns} turns answered: {log.errors[:3]}")
