@@ -9,8 +9,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from assistant.audioformat import FRAME_BYTES
+from assistant.config import Config
 from assistant.errors import AssistantError
+from assistant.events import Observer
+from assistant.llm import LlamaChat
 from assistant.ports import ChatChunk, Detection, Message, ToolCall
+from assistant.stt import WhisperTranscriber
 
 SILENCE = bytes(FRAME_BYTES)
 
@@ -134,3 +138,34 @@ class FakeSynthesizer:
         self.sentences.append(text)
         data = text.encode()
         return data + b"\x00" * (len(data) % 2)
+
+
+async def run_with_clients(
+    config: Config,
+    items: Sequence[bytes],
+    *,
+    transcriber: WhisperTranscriber,
+    chat: LlamaChat,
+    observers: Sequence[Observer],
+    speaker: FakeSpeaker | None = None,
+    timeout_seconds: float = 10.0,
+) -> None:
+    """Run the real runtime on tagged audio with real HTTP clients, then close the clients."""
+    from assistant.app import Runtime
+
+    runtime = Runtime(
+        config,
+        microphone=FakeMicrophone(items),
+        speaker=speaker or FakeSpeaker(),
+        wake_word=FakeWakeWord(),
+        vad=FakeVad(),
+        transcriber=transcriber,
+        chat=chat,
+        synthesizer=FakeSynthesizer(),
+        observers=observers,
+    )
+    try:
+        await asyncio.wait_for(runtime.run(), timeout_seconds)
+    finally:
+        await transcriber.aclose()
+        await chat.aclose()

@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from assistant.app import Runtime
 from assistant.commands import Earcon, Phase
 from assistant.config import Config
 from assistant.earcons import earcon_pcm
@@ -21,12 +20,9 @@ from tests.fakes import (
     SILENCE,
     SPEECH,
     WAKE,
-    FakeMicrophone,
     FakeSpeaker,
-    FakeSynthesizer,
-    FakeVad,
-    FakeWakeWord,
     frames,
+    run_with_clients,
 )
 from tests.servers import FakeLlamaServer, FakeWhisperServer
 
@@ -92,24 +88,14 @@ async def run_two_turns(
     )
     watch = Watch(heal_fault)
     speaker = FakeSpeaker()
-    transcriber = WhisperTranscriber(config.stt)
-    chat = LlamaChat(config.llm)
-    runtime = Runtime(
+    await run_with_clients(
         config,
-        microphone=FakeMicrophone(COMMAND * 2),
-        speaker=speaker,
-        wake_word=FakeWakeWord(),
-        vad=FakeVad(),
-        transcriber=transcriber,
-        chat=chat,
-        synthesizer=FakeSynthesizer(),
+        COMMAND * 2,
+        transcriber=WhisperTranscriber(config.stt),
+        chat=LlamaChat(config.llm),
         observers=[watch],
+        speaker=speaker,
     )
-    try:
-        await asyncio.wait_for(runtime.run(), 10)
-    finally:
-        await transcriber.aclose()
-        await chat.aclose()
     return watch, speaker
 
 

@@ -14,7 +14,6 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from assistant.app import Runtime
 from assistant.commands import Phase
 from assistant.config import Config, LlmConfig, SttConfig, load_config
 from assistant.errors import ChatError, ConfigError, TranscriptionError
@@ -25,12 +24,8 @@ from tests.fakes import (
     SILENCE,
     SPEECH,
     WAKE,
-    FakeMicrophone,
-    FakeSpeaker,
-    FakeSynthesizer,
-    FakeVad,
-    FakeWakeWord,
     frames,
+    run_with_clients,
 )
 
 FUZZ = settings(
@@ -192,22 +187,8 @@ def test_whatever_the_servers_answer_the_turn_ends_in_idle(
             http_client=client(llm_status, "\n\n".join(lines).encode(), "text/event-stream"),
         )
         watch = StateLog()
-        runtime = Runtime(
-            config,
-            microphone=FakeMicrophone(frames((WAKE, 1), (SPEECH, 5), (SILENCE, 12))),
-            speaker=FakeSpeaker(),
-            wake_word=FakeWakeWord(),
-            vad=FakeVad(),
-            transcriber=stt,
-            chat=chat,
-            synthesizer=FakeSynthesizer(),
-            observers=[watch],
-        )
-        try:
-            await asyncio.wait_for(runtime.run(), 10)
-        finally:
-            await stt.aclose()
-            await chat.aclose()
+        command = frames((WAKE, 1), (SPEECH, 5), (SILENCE, 12))
+        await run_with_clients(config, command, transcriber=stt, chat=chat, observers=[watch])
         return watch.states
 
     states = asyncio.run(turn())
