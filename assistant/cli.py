@@ -28,23 +28,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "devices":
         return _devices()
     if args.command == "doctor":
-        from assistant.doctor import print_report, run_checks
+        from assistant.service.doctor import print_report, run_checks
 
         return print_report(run_checks(args.config))
     if args.command == "diagram":
         return _diagram(args.output, args.format)
     try:
         if args.command in ("run", "listen"):
-            from assistant.service import refuse_root
+            from assistant.service.serve import refuse_root
 
             refuse_root()
         config = load_config(args.config)
         if args.command == "intent":
-            from assistant.intents import print_intent
+            from assistant.core.intents import print_intent
 
             return print_intent(" ".join(args.text), config.intents)
         if args.command == "models":
-            from assistant.fetch import fetch_command, list_command
+            from assistant.service.models import fetch_command, list_command
 
             if args.models_command == "fetch":
                 verify = not args.no_verify
@@ -126,7 +126,7 @@ def _setup_logging(level: str) -> None:
 
 
 def _diagram(output: Path | None, fmt: str) -> int:
-    from assistant.diagram import DiagramError, dot, mermaid, render
+    from assistant.service.diagram import DiagramError, dot, mermaid, render
 
     if output is None:
         print(mermaid() if fmt == "mermaid" else dot(), end="")
@@ -141,10 +141,10 @@ def _diagram(output: Path | None, fmt: str) -> int:
 
 async def _say(config: Config, text: str, output: Path | None) -> int:
     """``lingling say TEXT``: speak one sentence and exit."""
-    from assistant.audio import SoundDeviceSpeaker
-    from assistant.ports import Speaker
-    from assistant.tts import PiperSynthesizer
-    from assistant.wavio import WavFileSpeaker
+    from assistant.adapters.audio import SoundDeviceSpeaker
+    from assistant.adapters.piper import PiperSynthesizer
+    from assistant.adapters.wavfile import WavFileSpeaker
+    from assistant.core.ports import Speaker
 
     synthesizer = await asyncio.to_thread(PiperSynthesizer, config.tts, config.models_dir)
     pcm = await asyncio.to_thread(synthesizer.synthesize, text)
@@ -163,7 +163,7 @@ async def _say(config: Config, text: str, output: Path | None) -> int:
 
 
 def _devices() -> int:
-    from assistant.audio import list_devices
+    from assistant.adapters.audio import list_devices
 
     try:
         lines = list_devices()
@@ -175,8 +175,8 @@ def _devices() -> int:
 
 
 async def _run(config: Config, args: argparse.Namespace) -> int:
-    from assistant.notify import Notifier
-    from assistant.service import RunOptions, serve
+    from assistant.service.notify import Notifier
+    from assistant.service.serve import RunOptions, serve
 
     options = RunOptions(
         input=getattr(args, "input", None),

@@ -26,10 +26,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Final
 
-from assistant.commands import Phase
 from assistant.config import Config
-from assistant.events import MARKS, Observer, TurnRecord
-from assistant.ports import Chat, Synthesizer, Transcriber
+from assistant.core.commands import Phase
+from assistant.core.ports import Chat, Synthesizer, Transcriber
+from assistant.runtime.observer import MARKS, Observer, TurnRecord
 from tests.fakes import SILENCE, SPEECH, WAKE
 
 ROOT: Final = Path(__file__).resolve().parent.parent
@@ -388,7 +388,7 @@ async def run_tagged_turns(
 ) -> TurnLog:
     """``turns`` tagged-audio turns through the real ``Runtime`` (fake wake word, VAD and
     speaker); ``closers`` run afterwards whatever happens."""
-    from assistant.app import Runtime
+    from assistant.runtime.runtime import Runtime
     from tests.fakes import FakeSpeaker, FakeVad, FakeWakeWord
 
     log = TurnLog()

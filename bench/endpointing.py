@@ -30,9 +30,9 @@ from typing import Final
 
 import numpy as np
 
-from assistant.audioformat import FRAME_SAMPLES, FRAME_SECONDS, SAMPLE_RATE_HZ
+from assistant.adapters.silero import WINDOW_SAMPLES, Endpoint, Endpointer, SileroVad
 from assistant.config import VadConfig
-from assistant.vad import WINDOW_SAMPLES, Endpoint, Endpointer, SileroVad
+from assistant.core.audioformat import FRAME_SAMPLES, FRAME_SECONDS, SAMPLE_RATE_HZ
 from bench.common import Report, have_models, mean, models_dir, p50, p95, parser
 from tests.scenarios import Audio, Scenario, concat, silence, speak
 

@@ -22,13 +22,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
-from assistant.app import Runtime
+from assistant.adapters.llama import LlamaChat
+from assistant.adapters.piper import PiperSynthesizer
+from assistant.adapters.silero import SileroVad
+from assistant.adapters.whisper import WhisperTranscriber
 from assistant.config import Config, LlmConfig, SttConfig
-from assistant.llm import LlamaChat
-from assistant.ports import Chat, Synthesizer, Transcriber, Vad
-from assistant.stt import WhisperTranscriber
-from assistant.tts import PiperSynthesizer
-from assistant.vad import SileroVad
+from assistant.core.ports import Chat, Synthesizer, Transcriber, Vad
+from assistant.runtime.runtime import Runtime
 from bench.common import (
     STAGES,
     Report,

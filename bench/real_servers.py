@@ -28,10 +28,10 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Final
 
+from assistant.adapters.llama import LlamaChat
+from assistant.adapters.piper import PiperSynthesizer
+from assistant.adapters.whisper import WhisperTranscriber
 from assistant.config import SttConfig
-from assistant.llm import LlamaChat
-from assistant.stt import WhisperTranscriber
-from assistant.tts import PiperSynthesizer
 from bench.common import (
     STAGES,
     Report,

@@ -36,14 +36,14 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any, Final
 
-from assistant.app import Runtime
-from assistant.commands import Outcome
+from assistant.adapters.llama import LlamaChat
+from assistant.adapters.whisper import WhisperTranscriber
 from assistant.config import LlmConfig, SttConfig
+from assistant.core.commands import Outcome
+from assistant.core.ports import Chat, Transcriber
 from assistant.errors import ChatError, TranscriptionError
-from assistant.events import TurnRecord
-from assistant.llm import LlamaChat
-from assistant.ports import Chat, Transcriber
-from assistant.stt import WhisperTranscriber
+from assistant.runtime.observer import TurnRecord
+from assistant.runtime.runtime import Runtime
 from bench.common import (
     Report,
     TurnLog,

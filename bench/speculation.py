@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from assistant.app import Runtime
-from assistant.audioformat import FRAME_SAMPLES, FRAME_SECONDS
+from assistant.adapters.openwakeword import OpenWakeWord
+from assistant.adapters.silero import SileroVad
 from assistant.config import Config, VadConfig, WakeConfig
-from assistant.vad import SileroVad
-from assistant.wakeword import OpenWakeWord
+from assistant.core.audioformat import FRAME_SAMPLES, FRAME_SECONDS
+from assistant.runtime.runtime import Runtime
 from bench.common import TurnLog, markdown_table, models_dir, p50, p95, parser, quiet_logs
 from tests.fakes import FakeChat, FakeSpeaker, FakeSynthesizer
 from tests.scenarios import Audio, Scenario, concat, frames, silence, speak

@@ -15,11 +15,11 @@ import sys
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, Final
 
+from assistant.adapters.llama import LlamaChat
+from assistant.adapters.piper import PiperSynthesizer
+from assistant.adapters.whisper import WhisperTranscriber
 from assistant.config import LlmConfig, SttConfig
-from assistant.llm import LlamaChat
-from assistant.ports import Chat, ChatChunk, Message
-from assistant.stt import WhisperTranscriber
-from assistant.tts import PiperSynthesizer
+from assistant.core.ports import Chat, ChatChunk, Message
 from bench.common import (
     Report,
     config,

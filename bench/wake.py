@@ -28,14 +28,14 @@ from typing import Final
 
 import numpy as np
 
-from assistant.app import Runtime
-from assistant.audioformat import FRAME_SECONDS, SAMPLE_RATE_HZ
-from assistant.commands import Phase
+from assistant.adapters.openwakeword import OpenWakeWord
+from assistant.adapters.silero import SileroVad
+from assistant.adapters.wavfile import WavFileSpeaker
 from assistant.config import VadConfig, WakeConfig
-from assistant.ports import Speaker
-from assistant.vad import SileroVad
-from assistant.wakeword import OpenWakeWord
-from assistant.wavio import WavFileSpeaker
+from assistant.core.audioformat import FRAME_SECONDS, SAMPLE_RATE_HZ
+from assistant.core.commands import Phase
+from assistant.core.ports import Speaker
+from assistant.runtime.runtime import Runtime
 from bench.common import (
     Report,
     TurnLog,

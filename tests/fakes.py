@@ -8,13 +8,13 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from assistant.audioformat import FRAME_BYTES
+from assistant.adapters.llama import LlamaChat
+from assistant.adapters.whisper import WhisperTranscriber
 from assistant.config import Config
+from assistant.core.audioformat import FRAME_BYTES
+from assistant.core.ports import ChatChunk, Detection, Message, ToolCall
 from assistant.errors import AssistantError
-from assistant.events import Observer
-from assistant.llm import LlamaChat
-from assistant.ports import ChatChunk, Detection, Message, ToolCall
-from assistant.stt import WhisperTranscriber
+from assistant.runtime.observer import Observer
 
 SILENCE = bytes(FRAME_BYTES)
 
@@ -151,7 +151,7 @@ async def run_with_clients(
     timeout_seconds: float = 10.0,
 ) -> None:
     """Run the real runtime on tagged audio with real HTTP clients, then close the clients."""
-    from assistant.app import Runtime
+    from assistant.runtime.runtime import Runtime
 
     runtime = Runtime(
         config,

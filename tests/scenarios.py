@@ -29,7 +29,12 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from assistant.audioformat import FRAME_BYTES, FRAME_SAMPLES, SAMPLE_RATE_HZ, SAMPLE_WIDTH_BYTES
+from assistant.core.audioformat import (
+    FRAME_BYTES,
+    FRAME_SAMPLES,
+    SAMPLE_RATE_HZ,
+    SAMPLE_WIDTH_BYTES,
+)
 
 Audio = npt.NDArray[np.int16]
 

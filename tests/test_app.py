@@ -10,20 +10,20 @@ from typing import Any
 
 import pytest
 
-from assistant.app import Runtime
-from assistant.commands import Earcon, Phase
+from assistant.adapters.earcons import earcon_pcm
 from assistant.config import Config, IntentsConfig
-from assistant.earcons import earcon_pcm
+from assistant.core.commands import Earcon, Phase
+from assistant.core.intents import Intents
+from assistant.core.ports import ChatChunk, Message, ToolCall
 from assistant.errors import AudioError, ChatError, TranscriptionError
-from assistant.events import Observer, RecognizedIntent, TurnRecord
-from assistant.intents import Intents
-from assistant.ports import ChatChunk, Message, ToolCall
-from assistant.remote import (
+from assistant.mqtt.requests import (
     CancelRequested,
     ListenRequested,
     MuteRequested,
     SayRequested,
 )
+from assistant.runtime.observer import Observer, RecognizedIntent, TurnRecord
+from assistant.runtime.runtime import Runtime
 from tests.fakes import (
     SILENCE,
     SPEECH,

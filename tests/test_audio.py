@@ -19,12 +19,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from assistant.audio import SoundDeviceMicrophone, SoundDeviceSpeaker, list_devices
-from assistant.audioformat import FRAME_BYTES, FRAME_SAMPLES, SAMPLE_RATE_HZ
+from assistant.adapters.audio import SoundDeviceMicrophone, SoundDeviceSpeaker, list_devices
+from assistant.adapters.wavfile import WavFileMicrophone, WavFileSpeaker
 from assistant.config import AudioConfig
+from assistant.core.audioformat import FRAME_BYTES, FRAME_SAMPLES, SAMPLE_RATE_HZ
+from assistant.core.ports import Microphone, Speaker
 from assistant.errors import AudioError
-from assistant.ports import Microphone, Speaker
-from assistant.wavio import WavFileMicrophone, WavFileSpeaker
 
 DATA_DIR = Path(__file__).parent / "data"
 REPO = Path(__file__).parent.parent

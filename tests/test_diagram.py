@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from assistant.commands import Phase
-from assistant.diagram import DiagramError, dot, graph, mermaid, render
-from assistant.machine import BUSY, TRANSITIONS
+from assistant.core.commands import Phase
+from assistant.core.machine import BUSY, TRANSITIONS
+from assistant.service.diagram import DiagramError, dot, graph, mermaid, render
 
 README = Path(__file__).parent.parent / "README.md"
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from assistant import __version__
-from assistant.discovery import DEFAULT_INTENTS, Topics, device_config, event_types, site_name
+from assistant.mqtt.discovery import DEFAULT_INTENTS, Topics, device_config, event_types, site_name
 
 TOPICS = Topics("lingling", "kitchen")
 

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from assistant.doctor import Check, Status, print_report, run_checks, server_root
+from assistant.service.doctor import Check, Status, print_report, run_checks, server_root
 from tests.servers import FakeLlamaServer, FakeWhisperServer, LoopbackServer
 
 SECRET = "correct-horse-battery-staple"

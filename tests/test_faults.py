@@ -10,12 +10,12 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from assistant.commands import Earcon, Phase
+from assistant.adapters.earcons import earcon_pcm
+from assistant.adapters.llama import LlamaChat
+from assistant.adapters.whisper import WhisperTranscriber
 from assistant.config import Config
-from assistant.earcons import earcon_pcm
-from assistant.events import Observer, TurnRecord
-from assistant.llm import LlamaChat
-from assistant.stt import WhisperTranscriber
+from assistant.core.commands import Earcon, Phase
+from assistant.runtime.observer import Observer, TurnRecord
 from tests.fakes import (
     SILENCE,
     SPEECH,

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 import yaml
 
-from assistant import fetch as fetch_module
-from assistant.fetch import (
+from assistant.service import models as fetch_module
+from assistant.service.models import (
     DEFAULT_MANIFEST,
     FetchError,
     ModelEntry,

@@ -14,12 +14,12 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from assistant.commands import Phase
+from assistant.adapters.llama import LlamaChat
+from assistant.adapters.whisper import WhisperTranscriber
 from assistant.config import Config, LlmConfig, SttConfig, load_config
+from assistant.core.commands import Phase
 from assistant.errors import ChatError, ConfigError, TranscriptionError
-from assistant.events import Observer
-from assistant.llm import LlamaChat
-from assistant.stt import WhisperTranscriber
+from assistant.runtime.observer import Observer
 from tests.fakes import (
     SILENCE,
     SPEECH,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from assistant import hermes
-from assistant.commands import Outcome
-from assistant.remote import SayRequested
+from assistant.core.commands import Outcome
+from assistant.mqtt import hermes
+from assistant.mqtt.requests import SayRequested
 
 
 def test_hotword_detected() -> None:

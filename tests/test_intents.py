@@ -12,8 +12,7 @@ from typing import Any
 import pytest
 
 from assistant.config import IntentsConfig
-from assistant.errors import ConfigError
-from assistant.intents import (
+from assistant.core.intents import (
     DEFAULT_RESPONSE,
     IntentError,
     IntentMatch,
@@ -23,6 +22,7 @@ from assistant.intents import (
     print_intent,
     spoken_duration,
 )
+from assistant.errors import ConfigError
 
 INTENTS_DIR = Path(__file__).parent.parent / "intents"
 NOW = datetime(2025, 5, 6, 15, 5, 42)  # a Tuesday afternoon

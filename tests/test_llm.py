@@ -13,12 +13,12 @@ from typing import Any, cast
 import httpx2
 import pytest
 
+from assistant.adapters.llama import Conversation, LlamaChat, ToolStep, asks_question, openai_client
 from assistant.config import IntentsConfig, LlmConfig
+from assistant.core.intents import IntentError, Intents
+from assistant.core.ports import ChatChunk, Message, ToolCall
+from assistant.core.sentences import SentenceSplitter
 from assistant.errors import ChatError
-from assistant.intents import IntentError, Intents
-from assistant.llm import Conversation, LlamaChat, ToolStep, asks_question, openai_client
-from assistant.ports import ChatChunk, Message, ToolCall
-from assistant.sentences import SentenceSplitter
 from tests.servers import FakeLlamaServer, FakeReply, FakeToolCall
 
 INTENTS_DIR = Path(__file__).parent.parent / "intents"

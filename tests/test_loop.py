@@ -19,11 +19,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from assistant.commands import Earcon, Phase
+from assistant.adapters.earcons import earcon_pcm
 from assistant.config import load_config
-from assistant.earcons import earcon_pcm
-from assistant.events import Observer, TurnRecord
-from assistant.service import RunOptions, serve
+from assistant.core.commands import Earcon, Phase
+from assistant.runtime.observer import Observer, TurnRecord
+from assistant.service.serve import RunOptions, serve
 from tests.broker import Broker, Subscriber, eventually
 from tests.broker import broker_fixture as broker_fixture  # the broker fixture
 from tests.scenarios import Scenario, concat, recording, silence, write_wav

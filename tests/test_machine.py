@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from transitions import MachineError
 
-from assistant.commands import (
+from assistant.core.commands import (
     Announce,
     CancelTurn,
     Command,
@@ -23,7 +23,7 @@ from assistant.commands import (
     StartListening,
     Transcribe,
 )
-from assistant.machine import Assistant, Timeouts
+from assistant.core.machine import Assistant, Timeouts
 
 P = Phase
 TIMEOUTS = Timeouts(

@@ -21,12 +21,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from paho.mqtt.enums import CallbackAPIVersion
 
-from assistant.commands import Outcome, Phase
 from assistant.config import MqttConfig, MqttTlsConfig
+from assistant.core.commands import Outcome, Phase
 from assistant.errors import ConfigError
-from assistant.events import RecognizedIntent, TurnRecord
-from assistant.mqtt import MqttBridge
-from assistant.remote import (
+from assistant.mqtt.bridge import MqttBridge
+from assistant.mqtt.requests import (
     CancelRequested,
     ListenRequested,
     MuteRequested,
@@ -34,6 +33,7 @@ from assistant.remote import (
     SayRequested,
     WakeWordToggled,
 )
+from assistant.runtime.observer import RecognizedIntent, TurnRecord
 from tests.broker import (
     Broker,
     Subscriber,
@@ -210,9 +210,9 @@ async def test_a_late_subscriber_sees_the_retained_state_and_availability(broker
 
 CHILD = """
 import asyncio, sys
-from assistant.commands import Phase
+from assistant.core.commands import Phase
 from assistant.config import MqttConfig
-from assistant.mqtt import MqttBridge
+from assistant.mqtt.bridge import MqttBridge
 
 async def main() -> None:
     config = MqttConfig(host="127.0.0.1", port=int(sys.argv[1]), site="test", discovery=False)
@@ -311,12 +311,12 @@ async def test_every_command_topic_reaches_on_request_on_the_loop(
             ("mute/set", b"\xff\xfe"),
             ("say", "x" * 1000),
         ]
-        with caplog.at_level(logging.WARNING, logger="assistant.mqtt"):
+        with caplog.at_level(logging.WARNING, logger="assistant.mqtt.bridge"):
             for topic, payload in malformed:
                 await publish(broker, f"{BASE}/{topic}", payload)
             await publish(broker, f"{BASE}/listen", "PRESS")
             await eventually(lambda: requests.items == [ListenRequested()])
-        warnings = [r.getMessage() for r in caplog.records if r.name == "assistant.mqtt"]
+        warnings = [r.getMessage() for r in caplog.records if r.name == "assistant.mqtt.bridge"]
         assert len(warnings) == 6, warnings
         assert "over the 64 limit" in warnings[5]
         assert "(1000 bytes)" in warnings[5]
@@ -545,7 +545,7 @@ async def test_tls_refuses_a_broker_it_does_not_trust(
 async def test_without_a_broker_it_works_on_warns_once_and_connects_later(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="assistant.mqtt")
+    caplog.set_level(logging.INFO, logger="assistant.mqtt.bridge")
     broker = Broker(tmp_path / "broker")  # not started yet
     config = mqtt_config(broker, reconnect_max_seconds=1)
     async with running_bridge(config, connect=False) as (bridge, _):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from assistant.notify import Notifier, watchdog_loop
+from assistant.service.notify import Notifier, watchdog_loop
 
 
 class FakeSystemd:
@@ -157,7 +157,7 @@ def test_a_vanished_socket_is_logged_once_and_never_raised(
 ) -> None:
     notifier = Notifier.from_env({"NOTIFY_SOCKET": str(short_dir / "nobody")})
 
-    with caplog.at_level(logging.DEBUG, logger="assistant.notify"):
+    with caplog.at_level(logging.DEBUG, logger="assistant.service.notify"):
         results = [notifier.ready(), notifier.watchdog(), notifier.stopping()]
 
     assert results == [False, False, False]
@@ -167,7 +167,7 @@ def test_a_vanished_socket_is_logged_once_and_never_raised(
 
 
 def test_an_unsupported_address_is_ignored(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="assistant.notify"):
+    with caplog.at_level(logging.WARNING, logger="assistant.service.notify"):
         notifier = Notifier.from_env({"NOTIFY_SOCKET": "vsock:2:1234"})
 
     assert not notifier.enabled
@@ -222,7 +222,7 @@ async def test_watchdog_loop_withholds_pings_while_not_alive(
 
     task = asyncio.create_task(watchdog_loop(notifier, lambda: alive[0]))
     try:
-        with caplog.at_level(logging.INFO, logger="assistant.notify"):
+        with caplog.at_level(logging.INFO, logger="assistant.service.notify"):
             await asyncio.sleep(0.1)
             assert systemd.received(1, timeout_seconds=0.05) == []
             alive[0] = True
@@ -247,7 +247,7 @@ async def test_a_failing_health_check_counts_as_not_alive(
         raise RuntimeError("health check broke")
 
     task = asyncio.create_task(watchdog_loop(notifier, broken))
-    with caplog.at_level(logging.ERROR, logger="assistant.notify"):
+    with caplog.at_level(logging.ERROR, logger="assistant.service.notify"):
         await asyncio.sleep(0.06)
     assert not task.done()  # the loop survives it
     task.cancel()

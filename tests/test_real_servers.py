@@ -30,12 +30,12 @@ from typing import Any, Final
 import httpx2
 import pytest
 
-from assistant.audioformat import to_wav
+from assistant.adapters.llama import Conversation, LlamaChat
+from assistant.adapters.whisper import WhisperTranscriber
 from assistant.config import LlmConfig, SttConfig
-from assistant.llm import Conversation, LlamaChat
-from assistant.ports import ChatChunk
-from assistant.sentences import SentenceSplitter
-from assistant.stt import WhisperTranscriber
+from assistant.core.audioformat import to_wav
+from assistant.core.ports import ChatChunk
+from assistant.core.sentences import SentenceSplitter
 from tests.conftest import require_model
 from tests.servers import FakeLlamaServer, FakeWhisperServer
 

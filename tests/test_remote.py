@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from assistant.discovery import Topics
-from assistant.remote import (
+from assistant.mqtt.discovery import Topics
+from assistant.mqtt.requests import (
     HERMES_COMMANDS,
     CancelRequested,
     ListenRequested,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from assistant.errors import ConfigError
-from assistant.service import refuse_root, under_systemd
+from assistant.service.serve import refuse_root, under_systemd
 
 
 @pytest.mark.parametrize(

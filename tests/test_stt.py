@@ -11,10 +11,10 @@ from collections.abc import Iterator
 import httpx2
 import pytest
 
-from assistant.audioformat import SAMPLE_RATE_HZ
+from assistant.adapters.whisper import WhisperTranscriber
 from assistant.config import SttConfig
+from assistant.core.audioformat import SAMPLE_RATE_HZ
 from assistant.errors import TranscriptionError
-from assistant.stt import WhisperTranscriber
 from tests.servers import FakeWhisperServer
 
 # half a second of a ramp, so every sample differs from its neighbours

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from assistant.adapters.piper import PiperSynthesizer
 from assistant.config import TtsConfig
 from assistant.errors import ConfigError, ModelError
-from assistant.tts import PiperSynthesizer
 from tests.conftest import require_model
 
 VOICE = "piper/tone_voice.onnx"

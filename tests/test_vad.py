@@ -9,10 +9,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from assistant.audioformat import FRAME_SAMPLES, FRAME_SECONDS, SAMPLE_RATE_HZ
+from assistant.adapters.silero import Endpoint, Endpointer, SileroVad
 from assistant.config import VadConfig
+from assistant.core.audioformat import FRAME_SAMPLES, FRAME_SECONDS, SAMPLE_RATE_HZ
 from assistant.errors import ConfigError, ModelError
-from assistant.vad import Endpoint, Endpointer, SileroVad
 from tests.conftest import require_model
 from tests.scenarios import Audio, Scenario, concat, frames, noise, recording, silence, speak
 

@@ -13,17 +13,17 @@ from typing import Any
 import numpy as np
 import pytest
 
-from assistant.audioformat import FRAME_BYTES, FRAME_SECONDS
-from assistant.config import WakeConfig, WakeWordConfig
-from assistant.errors import ConfigError, ModelError
-from assistant.oww_features import (
+from assistant.adapters.openwakeword import SILENT_FRAMES, OpenWakeWord
+from assistant.adapters.oww_features import (
     WARMUP_HIGH,
     WARMUP_LOW,
     StreamingFeatures,
     load_session,
     warmup_noise,
 )
-from assistant.wakeword import SILENT_FRAMES, OpenWakeWord
+from assistant.config import WakeConfig, WakeWordConfig
+from assistant.core.audioformat import FRAME_BYTES, FRAME_SECONDS
+from assistant.errors import ConfigError, ModelError
 from tests.conftest import require_model
 from tests.scenarios import (
     Audio,
@@ -252,7 +252,7 @@ def test_the_same_model_twice_is_a_config_error(tmp_path: Path) -> None:
 
 def test_importing_the_adapters_loads_no_inference_library() -> None:
     code = (
-        "import sys, assistant.wakeword, assistant.vad; "
+        "import sys, assistant.adapters.openwakeword, assistant.adapters.silero; "
         "print(sorted({'openwakeword', 'onnxruntime'} & set(sys.modules)))"
     )
     result = subprocess.run(
@@ -268,8 +268,8 @@ def test_importing_the_adapters_loads_no_inference_library() -> None:
 
 # --- The same scores as openwakeword.Model ------------------------------------------------------
 #
-# The adapter runs openWakeWord's three ONNX models itself (assistant/oww_features.py). Here
-# openwakeword.Model (onnx, one thread) is the reference, fed the same frames in lockstep. The
+# The adapter runs openWakeWord's three ONNX models itself (assistant/adapters/oww_features.py).
+# Here openwakeword.Model (onnx, one thread) is the reference, fed the same frames in lockstep. The
 # only randomness in openwakeword is the noise whose embeddings fill its history after a reset
 # (np.random.randint); the reference is handed the adapter's fixed noise instead, so the two must
 # agree on every frame, the first ones after a reset included.
@@ -426,7 +426,8 @@ def test_the_adapter_never_imports_openwakeword_scipy_or_sklearn() -> None:
     # openwakeword's import alone costs ~90 MB and ~1 s (scipy, scikit-learn); numpy.random ~7 MB
     code = (
         "import sys; from pathlib import Path; "
-        "from assistant.config import WakeConfig; from assistant.wakeword import OpenWakeWord; "
+        "from assistant.config import WakeConfig; "
+        "from assistant.adapters.openwakeword import OpenWakeWord; "
         f"wake = OpenWakeWord(WakeConfig(models=['hey_jarvis', 'alexa']), Path({str(_root())!r})); "
         f"[wake.process(bytes({FRAME_BYTES})) for _ in range(20)]; wake.reset(); "
         "print(sorted(name for name in sys.modules if name.split('.')[0] in "

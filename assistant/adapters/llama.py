@@ -5,7 +5,7 @@
 (prompt and generation speed, ``cache_n`` prompt tokens reused from the server's cache).
 ``Conversation`` builds the messages so that consecutive prompts share their prefix: the server
 then only evaluates what is new. Sentences for speech come from
-``assistant.sentences.SentenceSplitter``.
+``assistant.core.sentences.SentenceSplitter``.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from openai import (
 )
 
 from assistant.config import LlmConfig
+from assistant.core.ports import ChatChunk, Message, ToolCall
 from assistant.errors import ChatError
-from assistant.ports import ChatChunk, Message, ToolCall
 
 if TYPE_CHECKING:
     from openai.types.chat import ChatCompletionMessageParam, ChatCompletionToolUnionParam

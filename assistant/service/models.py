@@ -27,7 +27,7 @@ import yaml
 from assistant import __version__
 from assistant.errors import AssistantError
 
-DEFAULT_MANIFEST: Final = Path(__file__).resolve().parent.parent / "models" / "manifest.yaml"
+DEFAULT_MANIFEST: Final = Path(__file__).resolve().parents[2] / "models" / "manifest.yaml"
 ALL: Final = "all"
 CHUNK_BYTES: Final = 256 * 1024
 TIMEOUT_SECONDS: Final = 30.0

@@ -13,10 +13,10 @@ from typing import Final
 import httpx2
 from openai import OpenAIError, omit
 
-from assistant.audioformat import SAMPLE_WIDTH_BYTES, pcm_seconds, to_wav
+from assistant.adapters.llama import describe_api_error, openai_client
 from assistant.config import SttConfig
+from assistant.core.audioformat import SAMPLE_WIDTH_BYTES, pcm_seconds, to_wav
 from assistant.errors import TranscriptionError
-from assistant.llm import describe_api_error, openai_client
 
 _LOGGER = logging.getLogger(__name__)
 

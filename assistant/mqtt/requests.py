@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Final
 
-from assistant.discovery import MUTE_OFF, MUTE_ON, Topics
+from assistant.mqtt.discovery import MUTE_OFF, MUTE_ON, Topics
 
 DEFAULT_MAX_PAYLOAD_BYTES: Final = 65_536
 HERMES_SAY: Final = "hermes/tts/say"

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from transitions import EventData, Machine, State
 
-from assistant.commands import (
+from assistant.core.commands import (
     Announce,
     CancelTurn,
     Command,

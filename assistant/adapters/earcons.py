@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from assistant.commands import Earcon
+from assistant.core.commands import Earcon
 
 # (frequency Hz, seconds) notes
 _NOTES = {

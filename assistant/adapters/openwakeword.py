@@ -1,8 +1,8 @@
 """openWakeWord adapter: several wake words on one shared feature pipeline (ONNX only).
 
-The models run on onnxruntime directly (``assistant.oww_features``): openwakeword itself is never
-imported, as its import alone costs scipy and scikit-learn (≈90 MB, ≈1 s). Scores are the same as
-``openwakeword.Model(inference_framework="onnx")`` frame by frame (tests/test_wakeword.py).
+The models run on onnxruntime directly (``assistant.adapters.oww_features``): openwakeword itself
+is never imported, as its import alone costs scipy and scikit-learn (≈90 MB, ≈1 s). Scores are the
+same as ``openwakeword.Model(inference_framework="onnx")`` frame by frame (tests/test_wakeword.py).
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from typing import Any, Final
 
 import numpy as np
 
-from assistant.audioformat import FRAME_BYTES, FRAME_SECONDS
+from assistant.adapters.oww_features import EMBEDDING_SIZE, StreamingFeatures, load_session
 from assistant.config import WakeConfig, find_model
+from assistant.core.audioformat import FRAME_BYTES, FRAME_SECONDS
+from assistant.core.ports import Detection
 from assistant.errors import ConfigError, ModelError
-from assistant.oww_features import EMBEDDING_SIZE, StreamingFeatures, load_session
-from assistant.ports import Detection
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Final
 
 import numpy as np
 
-from assistant.audioformat import FRAME_SECONDS, SAMPLE_RATE_HZ, SAMPLE_WIDTH_BYTES
 from assistant.config import VadConfig, find_model
+from assistant.core.audioformat import FRAME_SECONDS, SAMPLE_RATE_HZ, SAMPLE_WIDTH_BYTES
 from assistant.errors import ModelError
 
 if TYPE_CHECKING:

@@ -1,7 +1,7 @@
 """Sound card microphone and speaker through sounddevice (PortAudio).
 
 sounddevice is imported only when a device is opened or listed, so importing this module needs no
-PortAudio. The WAV file stand-ins are in ``assistant.wavio``.
+PortAudio. The WAV file stand-ins are in ``assistant.adapters.wavfile``.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from collections import deque
 from collections.abc import AsyncGenerator
 from typing import Any, Final, Literal
 
-from assistant.audioformat import FRAME_SAMPLES, SAMPLE_RATE_HZ, SAMPLE_WIDTH_BYTES
 from assistant.config import AudioConfig
+from assistant.core.audioformat import FRAME_SAMPLES, SAMPLE_RATE_HZ, SAMPLE_WIDTH_BYTES
 from assistant.errors import AudioError
 
 _LOGGER = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from assistant import __version__
-from assistant.commands import Phase
+from assistant.core.commands import Phase
 
 ONLINE: Final = "online"
 OFFLINE: Final = "offline"

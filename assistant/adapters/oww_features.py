@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 
-from assistant.audioformat import FRAME_SAMPLES, SAMPLE_RATE_HZ
+from assistant.core.audioformat import FRAME_SAMPLES, SAMPLE_RATE_HZ
 
 if TYPE_CHECKING:
     import numpy.typing as npt

@@ -17,8 +17,11 @@ from typing import Any, Final
 
 from transitions import MachineError
 
-from assistant.audioformat import FRAME_BYTES, FRAME_SECONDS
-from assistant.commands import (
+from assistant.adapters.earcons import earcon_pcm
+from assistant.adapters.silero import Endpoint, Endpointer
+from assistant.config import Config
+from assistant.core.audioformat import FRAME_BYTES, FRAME_SECONDS
+from assistant.core.commands import (
     Announce,
     CancelTurn,
     Command,
@@ -33,14 +36,11 @@ from assistant.commands import (
     StartListening,
     Transcribe,
 )
-from assistant.config import Config
-from assistant.earcons import earcon_pcm
+from assistant.core.intents import Intents
+from assistant.core.machine import Assistant, Timeouts
+from assistant.core.ports import Chat, Microphone, Speaker, Synthesizer, Transcriber, Vad, WakeWord
 from assistant.errors import AssistantError, AudioError
-from assistant.events import Observer, TurnRecord
-from assistant.intents import Intents
-from assistant.machine import Assistant, Timeouts
-from assistant.ports import Chat, Microphone, Speaker, Synthesizer, Transcriber, Vad, WakeWord
-from assistant.remote import (
+from assistant.mqtt.requests import (
     CancelRequested,
     ListenRequested,
     MuteRequested,
@@ -48,8 +48,8 @@ from assistant.remote import (
     SayRequested,
     WakeWordToggled,
 )
-from assistant.turns import TurnWork
-from assistant.vad import Endpoint, Endpointer
+from assistant.runtime.observer import Observer, TurnRecord
+from assistant.runtime.turns import TurnWork
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from assistant.commands import Outcome, Phase
+from assistant.core.commands import Outcome, Phase
 
 # The instants of a turn, in the order they normally happen (monotonic seconds).
 MARKS = (

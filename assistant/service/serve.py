@@ -15,14 +15,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from assistant.config import Config
+from assistant.core.ports import Microphone, Speaker
 from assistant.errors import ConfigError
-from assistant.events import JsonlEventLog, Observer, TurnRecord
-from assistant.notify import Notifier, watchdog_loop
-from assistant.ports import Microphone, Speaker
+from assistant.runtime.observer import JsonlEventLog, Observer, TurnRecord
+from assistant.service.notify import Notifier, watchdog_loop
 
 if TYPE_CHECKING:
-    from assistant.app import Runtime
-    from assistant.intents import Intents
+    from assistant.core.intents import Intents
+    from assistant.runtime.runtime import Runtime
 
 _LOGGER = logging.getLogger("assistant")
 
@@ -54,7 +54,7 @@ def refuse_root(env: Mapping[str, str] | None = None, uid: int | None = None) ->
 
 
 def _load_intents(config: Config) -> Intents | None:
-    from assistant.intents import Intents
+    from assistant.core.intents import Intents
 
     return Intents.load(config.intents) if config.intents.enabled else None
 
@@ -80,14 +80,14 @@ async def serve(
     notifier: Notifier | None = None,
 ) -> None:
     """Load the models, open the audio and run until the input ends or the task is cancelled."""
-    from assistant.app import Runtime
-    from assistant.audio import SoundDeviceMicrophone, SoundDeviceSpeaker
-    from assistant.llm import LlamaChat
-    from assistant.stt import WhisperTranscriber
-    from assistant.tts import PiperSynthesizer
-    from assistant.vad import SileroVad
-    from assistant.wakeword import OpenWakeWord
-    from assistant.wavio import WavFileMicrophone, WavFileSpeaker
+    from assistant.adapters.audio import SoundDeviceMicrophone, SoundDeviceSpeaker
+    from assistant.adapters.llama import LlamaChat
+    from assistant.adapters.openwakeword import OpenWakeWord
+    from assistant.adapters.piper import PiperSynthesizer
+    from assistant.adapters.silero import SileroVad
+    from assistant.adapters.wavfile import WavFileMicrophone, WavFileSpeaker
+    from assistant.adapters.whisper import WhisperTranscriber
+    from assistant.runtime.runtime import Runtime
 
     if options.fast and options.input is None:
         raise ConfigError("--fast needs --input")
@@ -121,7 +121,7 @@ async def serve(
     chat = LlamaChat(config.llm)
     bridge = None
     if config.mqtt.enabled:
-        from assistant.mqtt import MqttBridge
+        from assistant.mqtt.bridge import MqttBridge
 
         bridge = MqttBridge(
             config.mqtt,
@@ -180,7 +180,7 @@ class _TurnEnded(Observer):
 
 async def _one_turn(runtime: Runtime, ended: _TurnEnded) -> None:
     """``lingling listen``: one turn without the wake word."""
-    from assistant.remote import ListenRequested
+    from assistant.mqtt.requests import ListenRequested
 
     loop = asyncio.get_running_loop()
     running = loop.create_task(runtime.run())

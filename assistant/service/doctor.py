@@ -100,7 +100,7 @@ def _guard(name: str, produce: Callable[[], list[Check]]) -> list[Check]:
 
 
 def _fetch_hint(c: str, group: str, name: str | None = None) -> str:
-    from assistant.fetch import FetchError, load_manifest
+    from assistant.service.models import FetchError, load_manifest
 
     try:
         entries = load_manifest().select(group, [name] if name else [])
@@ -117,7 +117,7 @@ def _timed(action: Callable[[], Any]) -> float:
 
 
 def _model_checks(config: Config, c: str) -> list[Check]:
-    from assistant.wakeword import FEATURE_MODELS
+    from assistant.adapters.openwakeword import FEATURE_MODELS
 
     checks = []
     folder = config.models_dir / "openwakeword"
@@ -148,7 +148,7 @@ def _model_checks(config: Config, c: str) -> list[Check]:
 
 
 def _load_wake_words(config: Config, c: str) -> Check:
-    from assistant.wakeword import OpenWakeWord
+    from assistant.adapters.openwakeword import OpenWakeWord
 
     try:
         wake = OpenWakeWord(config.wake, config.models_dir)
@@ -160,7 +160,7 @@ def _load_wake_words(config: Config, c: str) -> Check:
 
 
 def _load_vad(config: Config, c: str) -> Check:
-    from assistant.vad import SileroVad
+    from assistant.adapters.silero import SileroVad
 
     hint = _fetch_hint(c, "vad") or "see models/README.md"
     try:
@@ -174,7 +174,7 @@ def _load_vad(config: Config, c: str) -> Check:
 
 
 def _load_voice(config: Config, c: str) -> Check:
-    from assistant.tts import PiperSynthesizer
+    from assistant.adapters.piper import PiperSynthesizer
 
     name = f"Piper voice {config.tts.voice}"
     hint = _fetch_hint(c, "voice", config.tts.voice) or (
@@ -195,7 +195,7 @@ def _load_voice(config: Config, c: str) -> Check:
 
 
 def _audio_checks(config: Config) -> list[Check]:
-    from assistant.audio import Kind, _resolve, _sounddevice
+    from assistant.adapters.audio import Kind, _resolve, _sounddevice
 
     checks = []
     wanted: tuple[tuple[Kind, str | int | None], ...] = (

@@ -10,7 +10,7 @@ from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import BinaryIO
 
-from assistant.audioformat import (
+from assistant.core.audioformat import (
     FRAME_BYTES,
     FRAME_SAMPLES,
     FRAME_SECONDS,

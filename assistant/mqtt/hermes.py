@@ -11,9 +11,9 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any, Final
 
-from assistant.commands import Outcome
-from assistant.discovery import sanitize
-from assistant.remote import SayRequested
+from assistant.core.commands import Outcome
+from assistant.mqtt.discovery import sanitize
+from assistant.mqtt.requests import SayRequested
 
 Message = tuple[str, dict[str, Any]]
 

@@ -24,10 +24,11 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
-from assistant import hermes
-from assistant.commands import Phase
 from assistant.config import MqttConfig
-from assistant.discovery import (
+from assistant.core.commands import Phase
+from assistant.errors import ConfigError
+from assistant.mqtt import hermes
+from assistant.mqtt.discovery import (
     MUTE_OFF,
     MUTE_ON,
     OFFLINE,
@@ -36,9 +37,7 @@ from assistant.discovery import (
     device_config,
     site_name,
 )
-from assistant.errors import ConfigError
-from assistant.events import Observer, RecognizedIntent, TurnRecord
-from assistant.remote import (
+from assistant.mqtt.requests import (
     HERMES_COMMANDS,
     HERMES_SAY,
     MuteRequested,
@@ -47,6 +46,7 @@ from assistant.remote import (
     SayRequested,
     parse,
 )
+from assistant.runtime.observer import Observer, RecognizedIntent, TurnRecord
 
 _LOGGER = logging.getLogger(__name__)
 

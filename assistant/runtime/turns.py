@@ -20,14 +20,14 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Final
 
-from assistant.commands import Phase
+from assistant.adapters.llama import Conversation, ToolStep, asks_question
 from assistant.config import Config
+from assistant.core.commands import Phase
+from assistant.core.intents import IntentError, IntentMatch, Intents
+from assistant.core.ports import Chat, Speaker, Synthesizer, ToolCall, Transcriber
+from assistant.core.sentences import SentenceSplitter
 from assistant.errors import ChatError
-from assistant.events import Observer, RecognizedIntent, TurnRecord
-from assistant.intents import IntentError, IntentMatch, Intents
-from assistant.llm import Conversation, ToolStep, asks_question
-from assistant.ports import Chat, Speaker, Synthesizer, ToolCall, Transcriber
-from assistant.sentences import SentenceSplitter
+from assistant.runtime.observer import Observer, RecognizedIntent, TurnRecord
 
 _LOGGER = logging.getLogger(__name__)
 

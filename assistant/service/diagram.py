@@ -1,4 +1,4 @@
-"""The conversation state machine drawn from ``assistant.machine.TRANSITIONS`` itself.
+"""The conversation state machine drawn from ``assistant.core.machine.TRANSITIONS`` itself.
 
 ``mermaid()`` is the text the README embeds (a test keeps the two equal), ``dot()`` the same graph
 for Graphviz, and ``render(path)`` writes either text or, through Graphviz's ``dot``, an image.
@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from assistant.core.machine import BUSY, TRANSITIONS, Assistant
 from assistant.errors import AssistantError
-from assistant.machine import BUSY, TRANSITIONS, Assistant
 
 IMAGE_FORMATS: Final = ("png", "svg", "pdf")
 TEXT_FORMATS: Final = {"mmd": "mermaid", "md": "mermaid", "dot": "dot", "gv": "dot"}
