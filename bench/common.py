@@ -30,14 +30,14 @@ from assistant.config import Config
 from assistant.core.commands import Phase
 from assistant.core.ports import Chat, Synthesizer, Transcriber
 from assistant.runtime.observer import MARKS, Observer, TurnRecord
-from tests.fakes import SILENCE, SPEECH, WAKE
+from tests.support.fakes import SILENCE, SPEECH, WAKE
 
 ROOT: Final = Path(__file__).resolve().parent.parent
 SERVERS_CACHE: Final = Path.home() / ".cache" / "lingling" / "servers"
 PACKAGES: Final = ("onnxruntime", "openwakeword", "numpy", "piper-tts", "openai", "transitions")
 
-# A turn on the fakes' tagged audio (tests/fakes.py): the wake word fires on WAKE, the VAD hears
-# SPCH. The lead silence outlasts the runtime's deaf tail after speaking (0.3 s); the trailing
+# A turn on the fakes' tagged audio (tests/support/fakes.py): the wake word fires on WAKE, the VAD
+# hears SPCH. The lead silence outlasts the runtime's deaf tail after speaking (0.3 s); the trailing
 # silence outlasts the default hangover (0.7 s = 9 frames).
 LEAD_FRAMES: Final = 5
 SPEECH_FRAMES: Final = 10
@@ -389,7 +389,7 @@ async def run_tagged_turns(
     """``turns`` tagged-audio turns through the real ``Runtime`` (fake wake word, VAD and
     speaker); ``closers`` run afterwards whatever happens."""
     from assistant.runtime.runtime import Runtime
-    from tests.fakes import FakeSpeaker, FakeVad, FakeWakeWord
+    from tests.support.fakes import FakeSpeaker, FakeVad, FakeWakeWord
 
     log = TurnLog()
     runtime = Runtime(

@@ -1,9 +1,9 @@
 """Endpointing: true speech end → end decided by Silero VAD + ``Endpointer``, and early cuts.
 
-Command clips come from espeak-ng (tests/scenarios.py) with their true sample positions: several
-commands, voices and speeds, white noise at three levels, and commands with a 0.3-0.6 s pause in
-the middle. Each clip is scored once by the real VAD (as the runtime feeds it: reset, then 80 ms
-frames from a little before the command), and the probabilities are replayed through the
+Command clips come from espeak-ng (tests/support/scenarios.py) with their true sample positions:
+several commands, voices and speeds, white noise at three levels, and commands with a 0.3-0.6 s
+pause in the middle. Each clip is scored once by the real VAD (as the runtime feeds it: reset, then
+80 ms frames from a little before the command), and the probabilities are replayed through the
 ``Endpointer`` for each ``silence_seconds`` from 0.2 to 0.8 s.
 
 * delay = decided end (end of the frame that returned SPEECH_ENDED) - true end of the command;
@@ -30,11 +30,12 @@ from typing import Final
 
 import numpy as np
 
-from assistant.adapters.silero import WINDOW_SAMPLES, Endpoint, Endpointer, SileroVad
+from assistant.adapters.silero import WINDOW_SAMPLES, SileroVad
 from assistant.config import VadConfig
 from assistant.core.audioformat import FRAME_SAMPLES, FRAME_SECONDS, SAMPLE_RATE_HZ
+from assistant.core.endpointer import Endpoint, Endpointer
 from bench.common import Report, have_models, mean, models_dir, p50, p95, parser
-from tests.scenarios import Audio, Scenario, concat, silence, speak
+from tests.support.scenarios import Audio, Scenario, concat, silence, speak
 
 DEFAULT_SILENCE: Final = VadConfig().silence_seconds
 SILENCES: Final = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)

@@ -2,8 +2,8 @@
 
 Three set-ups run through the real ``Runtime``, one after the other in this process:
 
-* ``fakes``: every port is an instant in-process fake (tests/fakes.py), so the whole span is the
-  runtime's own work: state machine, commands, tasks, queues, the sentence splitter;
+* ``fakes``: every port is an instant in-process fake (tests/support/fakes.py), so the whole span is
+  the runtime's own work: state machine, commands, tasks, queues, the sentence splitter;
 * ``fakes + Silero VAD``: the same with the real VAD on espeak-ng speech;
 * ``loopback``: the real adapters (``WhisperTranscriber``, ``LlamaChat``) against the loopback
   servers that speak whisper.cpp's and llama.cpp's wire formats (instant answers) and the real
@@ -46,7 +46,7 @@ from bench.common import (
     stage_rows,
     tagged_turn,
 )
-from tests.fakes import (
+from tests.support.fakes import (
     FakeChat,
     FakeSpeaker,
     FakeSynthesizer,
@@ -54,8 +54,8 @@ from tests.fakes import (
     FakeVad,
     FakeWakeWord,
 )
-from tests.scenarios import frames, speak
-from tests.servers import FakeLlamaServer, FakeWhisperServer
+from tests.support.scenarios import frames, speak
+from tests.support.servers import FakeLlamaServer, FakeWhisperServer
 
 TARGET_MS: Final = 10.0
 BACKEND_MARGIN_MS: Final = 25.0

@@ -49,7 +49,7 @@ from bench.common import (
     span_ms,
     stage_rows,
 )
-from tests.servers import FakeWhisperServer
+from tests.support.servers import FakeWhisperServer
 
 START_TIMEOUT_SECONDS: Final = 60.0
 WARMUP_TURNS: Final = 2

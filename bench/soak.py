@@ -59,9 +59,9 @@ from bench.common import (
 )
 from bench.process import LinglingProcess, write_run_config, write_silent_wav
 from bench.profiling import workdir
-from tests.fakes import FakeChat, FakeSpeaker, FakeSynthesizer, FakeTranscriber, FakeVad
-from tests.fakes import FakeWakeWord as _FakeWakeWord
-from tests.servers import FakeLlamaServer, FakeWhisperServer, _Handler
+from tests.support.fakes import FakeChat, FakeSpeaker, FakeSynthesizer, FakeTranscriber, FakeVad
+from tests.support.fakes import FakeWakeWord as _FakeWakeWord
+from tests.support.servers import FakeLlamaServer, FakeWhisperServer, _Handler
 
 GROWTH_TARGET_MB: Final = 5.0
 FAILURES: Final = ("stt: HTTP 500", "llm: HTTP 500", "llm: stream cut mid-reply")

@@ -1,7 +1,7 @@
 """Speculative transcription: true end of speech → first audio, with and without it.
 
-Spoken commands (espeak-ng, tests/scenarios.py), some with a 0.3-0.6 s pause in the middle, run
-through the real ``Runtime`` with the real openWakeWord and Silero VAD, paced like a microphone.
+Spoken commands (espeak-ng, tests/support/scenarios.py), some with a 0.3-0.6 s pause in the middle,
+run through the real ``Runtime`` with the real openWakeWord and Silero VAD, paced like a microphone.
 The transcriber stands for a whisper.cpp server on a small CPU: it takes ``--stt-ms`` per request
 and, like the real server, works on one request at a time and finishes a request even when the
 client has gone (a dropped speculation still occupies it). The LLM, voice and speaker are instant,
@@ -26,8 +26,8 @@ from assistant.config import Config, VadConfig, WakeConfig
 from assistant.core.audioformat import FRAME_SAMPLES, FRAME_SECONDS
 from assistant.runtime.runtime import Runtime
 from bench.common import TurnLog, markdown_table, models_dir, p50, p95, parser, quiet_logs
-from tests.fakes import FakeChat, FakeSpeaker, FakeSynthesizer
-from tests.scenarios import Audio, Scenario, concat, frames, silence, speak
+from tests.support.fakes import FakeChat, FakeSpeaker, FakeSynthesizer
+from tests.support.scenarios import Audio, Scenario, concat, frames, silence, speak
 
 COMMANDS: list[tuple[str, str, float]] = [
     ("turn on the kitchen light", "", 0.0),

@@ -32,7 +32,7 @@ from bench.common import (
     run_tagged_turns,
     span_ms,
 )
-from tests.servers import FakeLlamaServer, FakeWhisperServer, tokenize
+from tests.support.servers import FakeLlamaServer, FakeWhisperServer, tokenize
 
 TOKENS_PER_SECOND: Final = 20.0
 REPLIES: Final = {

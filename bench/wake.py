@@ -1,7 +1,7 @@
 """Wake word end → ``listening``, and the per-frame cost of wake word + VAD inference.
 
-Clips are "lead-in, wake word, pause, command, silence" (tests/scenarios.py) with the wake word
-from espeak-ng (several voices and speeds) or a person's recording (wyoming_hey_jarvis.wav, its
+Clips are "lead-in, wake word, pause, command, silence" (tests/support/scenarios.py) with the wake
+word from espeak-ng (several voices and speeds) or a person's recording (wyoming_hey_jarvis.wav, its
 true end where the voiced part ends), clean and with noise. They run through the real
 ``Runtime`` with the real openWakeWord and Silero VAD (fakes for the servers):
 
@@ -49,8 +49,17 @@ from bench.common import (
     quiet_logs,
     span_ms,
 )
-from tests.fakes import FakeChat, FakeSpeaker, FakeSynthesizer, FakeTranscriber
-from tests.scenarios import VOICED_LEVEL, Audio, Scenario, frames, mix, noise, recording, speak
+from tests.support.fakes import FakeChat, FakeSpeaker, FakeSynthesizer, FakeTranscriber
+from tests.support.scenarios import (
+    VOICED_LEVEL,
+    Audio,
+    Scenario,
+    frames,
+    mix,
+    noise,
+    recording,
+    speak,
+)
 
 WORDS: Final = ("hey_jarvis", "alexa", "hey_mycroft")
 ESPEAK_VOICES: Final = (("en-us", 150), ("en-gb", 180), ("en-us+f3", 130), ("en-us", 190))

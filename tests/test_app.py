@@ -24,7 +24,7 @@ from assistant.mqtt.requests import (
 )
 from assistant.runtime.observer import Observer, RecognizedIntent, TurnRecord
 from assistant.runtime.runtime import Runtime
-from tests.fakes import (
+from tests.support.fakes import (
     SILENCE,
     SPEECH,
     WAKE,

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from assistant.service.doctor import Check, Status, print_report, run_checks, server_root
-from tests.servers import FakeLlamaServer, FakeWhisperServer, LoopbackServer
+from tests.support.servers import FakeLlamaServer, FakeWhisperServer, LoopbackServer
 
 SECRET = "correct-horse-battery-staple"
 

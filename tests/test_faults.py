@@ -16,7 +16,7 @@ from assistant.adapters.whisper import WhisperTranscriber
 from assistant.config import Config
 from assistant.core.commands import Earcon, Phase
 from assistant.runtime.observer import Observer, TurnRecord
-from tests.fakes import (
+from tests.support.fakes import (
     SILENCE,
     SPEECH,
     WAKE,
@@ -24,7 +24,7 @@ from tests.fakes import (
     frames,
     run_with_clients,
 )
-from tests.servers import FakeLlamaServer, FakeWhisperServer
+from tests.support.servers import FakeLlamaServer, FakeWhisperServer
 
 TIMEOUT_SECONDS = 0.6
 # Two commands; the second one only starts after the first turn has ended, whatever it took.

@@ -20,7 +20,7 @@ from assistant.config import Config, LlmConfig, SttConfig, load_config
 from assistant.core.commands import Phase
 from assistant.errors import ChatError, ConfigError, TranscriptionError
 from assistant.runtime.observer import Observer
-from tests.fakes import (
+from tests.support.fakes import (
     SILENCE,
     SPEECH,
     WAKE,

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.broker import Broker, Subscriber, eventually
-from tests.broker import broker_fixture as broker_fixture  # the broker fixture
-from tests.scenarios import Scenario, concat, silence, write_wav
-from tests.servers import FakeLlamaServer, FakeWhisperServer
+from tests.support.broker import Broker, Subscriber, eventually
+from tests.support.broker import broker_fixture as broker_fixture  # the broker fixture
+from tests.support.scenarios import Scenario, concat, silence, write_wav
+from tests.support.servers import FakeLlamaServer, FakeWhisperServer
 
 pytestmark = pytest.mark.models
 

@@ -13,13 +13,14 @@ from typing import Any, cast
 import httpx2
 import pytest
 
-from assistant.adapters.llama import Conversation, LlamaChat, ToolStep, asks_question, openai_client
+from assistant.adapters.llama import LlamaChat, openai_client
 from assistant.config import IntentsConfig, LlmConfig
+from assistant.core.conversation import Conversation, ToolStep, asks_question
 from assistant.core.intents import IntentError, Intents
 from assistant.core.ports import ChatChunk, Message, ToolCall
 from assistant.core.sentences import SentenceSplitter
 from assistant.errors import ChatError
-from tests.servers import FakeLlamaServer, FakeReply, FakeToolCall
+from tests.support.servers import FakeLlamaServer, FakeReply, FakeToolCall
 
 INTENTS_DIR = Path(__file__).parent.parent / "intents"
 

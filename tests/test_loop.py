@@ -24,10 +24,10 @@ from assistant.config import load_config
 from assistant.core.commands import Earcon, Phase
 from assistant.runtime.observer import Observer, TurnRecord
 from assistant.service.serve import RunOptions, serve
-from tests.broker import Broker, Subscriber, eventually
-from tests.broker import broker_fixture as broker_fixture  # the broker fixture
-from tests.scenarios import Scenario, concat, recording, silence, write_wav
-from tests.servers import FakeLlamaServer, FakeWhisperServer
+from tests.support.broker import Broker, Subscriber, eventually
+from tests.support.broker import broker_fixture as broker_fixture  # the broker fixture
+from tests.support.scenarios import Scenario, concat, recording, silence, write_wav
+from tests.support.servers import FakeLlamaServer, FakeWhisperServer
 
 pytestmark = pytest.mark.models
 

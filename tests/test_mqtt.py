@@ -1,4 +1,4 @@
-"""The MQTT bridge against a real mosquitto (tests/broker.py), one broker per test."""
+"""The MQTT bridge against a real mosquitto (tests/support/broker.py), one broker per test."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ from assistant.mqtt.requests import (
     WakeWordToggled,
 )
 from assistant.runtime.observer import RecognizedIntent, TurnRecord
-from tests.broker import (
+from tests.support.broker import (
     Broker,
     Subscriber,
     TlsFiles,

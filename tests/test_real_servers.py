@@ -30,14 +30,15 @@ from typing import Any, Final
 import httpx2
 import pytest
 
-from assistant.adapters.llama import Conversation, LlamaChat
+from assistant.adapters.llama import LlamaChat
 from assistant.adapters.whisper import WhisperTranscriber
 from assistant.config import LlmConfig, SttConfig
 from assistant.core.audioformat import to_wav
+from assistant.core.conversation import Conversation
 from assistant.core.ports import ChatChunk
 from assistant.core.sentences import SentenceSplitter
 from tests.conftest import require_model
-from tests.servers import FakeLlamaServer, FakeWhisperServer
+from tests.support.servers import FakeLlamaServer, FakeWhisperServer
 
 pytestmark = pytest.mark.servers
 

@@ -15,7 +15,7 @@ from assistant.adapters.whisper import WhisperTranscriber
 from assistant.config import SttConfig
 from assistant.core.audioformat import SAMPLE_RATE_HZ
 from assistant.errors import TranscriptionError
-from tests.servers import FakeWhisperServer
+from tests.support.servers import FakeWhisperServer
 
 # half a second of a ramp, so every sample differs from its neighbours
 PCM = b"".join((i * 37 % 65536 - 32768).to_bytes(2, "little", signed=True) for i in range(8000))

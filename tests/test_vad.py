@@ -9,12 +9,22 @@ from typing import Any
 import numpy as np
 import pytest
 
-from assistant.adapters.silero import Endpoint, Endpointer, SileroVad
+from assistant.adapters.silero import SileroVad
 from assistant.config import VadConfig
 from assistant.core.audioformat import FRAME_SAMPLES, FRAME_SECONDS, SAMPLE_RATE_HZ
+from assistant.core.endpointer import Endpoint, Endpointer
 from assistant.errors import ConfigError, ModelError
 from tests.conftest import require_model
-from tests.scenarios import Audio, Scenario, concat, frames, noise, recording, silence, speak
+from tests.support.scenarios import (
+    Audio,
+    Scenario,
+    concat,
+    frames,
+    noise,
+    recording,
+    silence,
+    speak,
+)
 
 STARTED, ENDED, NONE = Endpoint.SPEECH_STARTED, Endpoint.SPEECH_ENDED, Endpoint.NO_SPEECH
 PAUSED, RESUMED = Endpoint.SPEECH_PAUSED, Endpoint.SPEECH_RESUMED

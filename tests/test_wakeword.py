@@ -25,7 +25,7 @@ from assistant.config import WakeConfig, WakeWordConfig
 from assistant.core.audioformat import FRAME_BYTES, FRAME_SECONDS
 from assistant.errors import ConfigError, ModelError
 from tests.conftest import require_model
-from tests.scenarios import (
+from tests.support.scenarios import (
     Audio,
     Scenario,
     concat,

@@ -18,7 +18,6 @@ from typing import Any, Final
 from transitions import MachineError
 
 from assistant.adapters.earcons import earcon_pcm
-from assistant.adapters.silero import Endpoint, Endpointer
 from assistant.config import Config
 from assistant.core.audioformat import FRAME_BYTES, FRAME_SECONDS
 from assistant.core.commands import (
@@ -36,6 +35,7 @@ from assistant.core.commands import (
     StartListening,
     Transcribe,
 )
+from assistant.core.endpointer import Endpoint, Endpointer
 from assistant.core.intents import Intents
 from assistant.core.machine import Assistant, Timeouts
 from assistant.core.ports import Chat, Microphone, Speaker, Synthesizer, Transcriber, Vad, WakeWord

@@ -20,9 +20,9 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Final
 
-from assistant.adapters.llama import Conversation, ToolStep, asks_question
 from assistant.config import Config
 from assistant.core.commands import Phase
+from assistant.core.conversation import Conversation, ToolStep, asks_question
 from assistant.core.intents import IntentError, IntentMatch, Intents
 from assistant.core.ports import Chat, Speaker, Synthesizer, ToolCall, Transcriber
 from assistant.core.sentences import SentenceSplitter
