@@ -38,7 +38,7 @@ from assistant.core.audioformat import (
 
 Audio = npt.NDArray[np.int16]
 
-DATA_DIR: Final = Path(__file__).parent / "data"
+DATA_DIR: Final = Path(__file__).parent.parent / "data"
 VOICED_LEVEL: Final = 300
 """Samples louder than this (int16 units) count as voiced when speech is trimmed."""
 _CACHE_VERSION: Final = "1"
