@@ -19,7 +19,9 @@ from typing import Any
 import pytest
 import yaml
 
-from assistant.service.doctor import Check, Status, print_report, run_checks, server_root
+from assistant.service.checks import Check, Status
+from assistant.service.doctor import print_report, run_checks
+from assistant.service.probes import server_root
 from tests.support.servers import FakeLlamaServer, FakeWhisperServer, LoopbackServer
 
 SECRET = "correct-horse-battery-staple"

@@ -18,20 +18,16 @@ from typing import Any
 import pytest
 import yaml
 
-from assistant.service import models as fetch_module
-from assistant.service.models import (
+from assistant.service import download as fetch_module
+from assistant.service.download import fetch, fetch_file
+from assistant.service.manifest import (
     DEFAULT_MANIFEST,
     FetchError,
     ModelEntry,
     ModelFile,
-    fetch,
-    fetch_command,
-    fetch_file,
-    format_status,
-    list_command,
     load_manifest,
-    status,
 )
+from assistant.service.models import fetch_command, format_status, list_command, status
 from tests.conftest import require_model
 
 # --- a file server with Range support and injectable faults --------------------------------------

@@ -5,7 +5,7 @@ backoff. The observer hooks run on the event loop and only call ``client.publish
 ``on_message`` runs on paho's thread and only parses and hands requests to the loop.
 
 QoS 1 messages published while the broker is away stay in paho's queue (unbounded, see
-``_make_client``) and are sent once it is back, whether or not the session is clean.
+``make_client``) and are sent once it is back, whether or not the session is clean.
 """
 
 from __future__ import annotations
@@ -21,13 +21,13 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from assistant.config import MqttConfig
 from assistant.core.commands import Phase
 from assistant.errors import ConfigError
 from assistant.mqtt import hermes
+from assistant.mqtt.client import ClientFactory, make_client, secure, stop_loop
 from assistant.mqtt.discovery import (
     MUTE_OFF,
     MUTE_ON,
@@ -50,29 +50,9 @@ from assistant.runtime.observer import Observer, RecognizedIntent, TurnRecord
 
 _LOGGER = logging.getLogger(__name__)
 
-STOP_WAIT_SECONDS: Final = 0.5
-"""How long ``stop()`` waits for paho's thread; its reconnect wait sleeps in 1 s steps."""
 _PREVIEW_BYTES: Final = 80
 
-ClientFactory = Callable[[str], mqtt.Client]
 RequestHandler = Callable[[RemoteRequest], None]
-
-
-def _make_client(client_id: str) -> mqtt.Client:
-    # A clean session: the broker keeps no commands for Lingling while it is away (a stale "say"
-    # must not be spoken minutes later); subscriptions are renewed on every connect. Outgoing
-    # QoS 1 messages do not depend on it: paho keeps them until acknowledged, across reconnects.
-    client = mqtt.Client(
-        CallbackAPIVersion.VERSION2,
-        client_id=client_id,
-        clean_session=True,
-        protocol=mqtt.MQTTv311,
-    )
-    # 0 = unbounded. A limit would make publish() refuse the newest messages, so the last retained
-    # state could be lost while an older one is delivered; a turn queues only a few small messages.
-    client.max_queued_messages_set(0)
-    client.suppress_exceptions = True  # a bug in a callback must not end paho's thread
-    return client
 
 
 class MqttBridge(Observer):
@@ -111,27 +91,19 @@ class MqttBridge(Observer):
         self._dialogue = hermes.Dialogue(self.site)  # guarded by the lock too
         self._transcribing_since: float | None = None
 
-        client = (client_factory or _make_client)(f"lingling-{self.site}")
+        client = (client_factory or make_client)(f"lingling-{self.site}")
         client.will_set(self.topics.availability, OFFLINE, qos=1, retain=True)
         client.reconnect_delay_set(1, max(1, round(config.reconnect_max_seconds)))
-        if config.username is not None:
-            password = env.get(config.password_env)
-            if password is None:
-                _LOGGER.warning(
-                    "mqtt.username is set but %s is not: connecting without a password",
-                    config.password_env,
-                )
-            client.username_pw_set(config.username, password)
-        if config.tls is not None:
-            tls = config.tls
-            try:
-                client.tls_set(
-                    ca_certs=str(tls.ca_file) if tls.ca_file else None,
-                    certfile=str(tls.cert_file) if tls.cert_file else None,
-                    keyfile=str(tls.key_file) if tls.key_file else None,
-                )
-            except (OSError, ValueError) as err:
-                raise ConfigError(f"mqtt.tls: {err}") from err
+        password = env.get(config.password_env) if config.username is not None else None
+        if config.username is not None and password is None:
+            _LOGGER.warning(
+                "mqtt.username is set but %s is not: connecting without a password",
+                config.password_env,
+            )
+        try:
+            secure(client, config, password)
+        except (OSError, ValueError) as err:
+            raise ConfigError(f"mqtt.tls: {err}") from err
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
@@ -176,13 +148,7 @@ class MqttBridge(Observer):
             if self._connected:  # sent before the DISCONNECT, in order, on the same connection
                 self._publish_now(self.topics.availability, OFFLINE, qos=1, retain=True)
             self.client.disconnect()
-        # loop_stop() joins paho's thread, which may be sleeping before a reconnect: never wait
-        # for it long (it is a daemon thread and ends by itself within a second).
-        joiner = threading.Thread(
-            target=self.client.loop_stop, name="lingling-mqtt-stop", daemon=True
-        )
-        joiner.start()
-        await asyncio.to_thread(joiner.join, STOP_WAIT_SECONDS)
+        await stop_loop(self.client)
         self._connected = False
         _LOGGER.info("MQTT: stopped")
 
@@ -403,7 +369,7 @@ class MqttBridge(Observer):
             self._response = {"text": text, "turn": turn}
             self._publish(self.topics.response, _json(self._response), qos=1, retain=True)
 
-    def error_reported(self, turn: int, code: str, message: str, phase: Phase) -> None:
+    def error_reported(self, turn: int | None, code: str, message: str, phase: Phase) -> None:
         payload = {"code": code, "message": message, "state": str(phase), "turn": turn}
         self._publish(self.topics.error, _json(payload), qos=1)
 
