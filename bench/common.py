@@ -351,7 +351,7 @@ class TurnLog(Observer):
     keep: bool = True
     records: list[TurnRecord] = field(default_factory=list)
     outcomes: dict[str, int] = field(default_factory=dict)
-    errors: list[tuple[int, str, str]] = field(default_factory=list)
+    errors: list[tuple[int | None, str, str]] = field(default_factory=list)
     states: list[tuple[Phase, int, float, float]] = field(default_factory=list)
     """(phase, turn, t_seconds as the runtime reports it, monotonic seconds when entered)."""
     keep_states: bool = False
@@ -369,7 +369,7 @@ class TurnLog(Observer):
         if self.on_turn is not None:
             self.on_turn(record)
 
-    def error_reported(self, turn: int, code: str, message: str, phase: Phase) -> None:
+    def error_reported(self, turn: int | None, code: str, message: str, phase: Phase) -> None:
         if self.keep or len(self.errors) < 100:
             self.errors.append((turn, code, str(phase)))
 

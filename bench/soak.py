@@ -230,8 +230,9 @@ class _Log(TurnLog):
         super().__init__(keep=False, on_turn=watch.turn_finished)
         self.watch = watch
 
-    def error_reported(self, turn: int, code: str, message: str, phase: Any) -> None:
-        self.watch.codes[turn] = code
+    def error_reported(self, turn: int | None, code: str, message: str, phase: Any) -> None:
+        if turn is not None:
+            self.watch.codes[turn] = code
 
 
 async def soak(turns: int, every: int, backend: str) -> Watch:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from assistant.core.commands import Phase
-from assistant.core.machine import BUSY, TRANSITIONS
+from assistant.core.machine import ALL, BUSY, SWITCHES, TRANSITIONS
 from assistant.service.diagram import DiagramError, dot, graph, mermaid, render
 
 README = Path(__file__).parent.parent / "README.md"
@@ -41,11 +41,19 @@ def test_every_transition_of_the_machine_is_drawn(draw: Any, pattern: str) -> No
     arrows = _arrows(text, pattern)
     for transition in TRANSITIONS:
         trigger = transition["trigger"]
-        acts = any(transition.get(key) for key in ("before", "after", "prepare"))
+        callbacks = [c for k in ("before", "after", "prepare") for c in _names(transition.get(k))]
+        refuses = bool(callbacks) and all(c.startswith("_refuse") for c in callbacks)
+        noted = transition["dest"] is None and (
+            not callbacks or refuses or transition["trigger"] in SWITCHES
+        )
         for source in _names(transition["source"]):
-            if transition["dest"] is None and not acts:
-                # ignored on purpose: named in a note attached to the state
-                notes = [line for line in text.splitlines() if "ignored" in line]
+            if noted:
+                # ignored, refused or a switch: named in a note attached to the state
+                notes = [
+                    line
+                    for line in text.splitlines()
+                    if re.search(r"(ignored|refused|switches) ", line)
+                ]
                 assert any(re.search(rf"\b{trigger}\b", line) for line in notes), trigger
                 continue
             dest = source if transition["dest"] is None else str(transition["dest"])
@@ -87,6 +95,8 @@ TABLE: list[dict[str, Any]] = [
     {"trigger": "failed", "source": BUSY, "dest": P.IDLE, "before": "_fail"},
     {"trigger": "timed_out", "source": BUSY, "dest": P.IDLE, "before": "_time_out"},
     {"trigger": "cancel_requested", "source": P.IDLE, "dest": None},
+    {"trigger": "say_requested", "source": BUSY, "dest": None, "after": "_refuse_busy"},
+    {"trigger": "mute_requested", "source": ALL, "dest": None, "before": "_set_mute"},
 ]  # fmt: skip
 
 
@@ -113,6 +123,8 @@ def test_guards_merges_loops_notes_and_the_abandon_group() -> None:
         "    speaking --> idle: failed / timed_out\n"
         "    note left of wake: ignored during a turn (wake_detected [else])\n"
         "    note right of idle: ignored here (cancel_requested)\n"
+        "    note left of wake: refused during a turn (say_requested)\n"
+        "    note left of idle: switches in any state (mute_requested)\n"
     )
 
 

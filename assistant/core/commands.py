@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
+
+from assistant.core.events import RecognizedIntent
+from assistant.core.intents import MqttAction
 
 
 class Phase(StrEnum):
@@ -34,11 +38,22 @@ class Outcome(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class StartTurn:
+    """A turn begins: by a wake word, or (``wake_word`` None) by a request or a follow-up."""
+
+    turn: int
+    wake_word: str | None = None
+    score: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class EnterState:
     """A state was entered: log it, publish it, route audio by it."""
 
     phase: Phase
     turn: int
+    previous: Phase | None = field(default=None, compare=False)
+    """The state it came from (for the log), None for the first."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +82,24 @@ class StartListening:
 
 
 @dataclass(frozen=True, slots=True)
+class Speculate:
+    """Transcribe ``pcm`` already: speech has paused, perhaps for good."""
+
+    turn: int
+    pcm: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class DropSpeculation:
+    """Speech went on: the early transcript is of no use."""
+
+    turn: int
+
+
+@dataclass(frozen=True, slots=True)
 class Transcribe:
+    """Transcribe the command (with the speculative transcript when it is of the same audio)."""
+
     turn: int
     pcm: bytes
 
@@ -97,11 +129,65 @@ class CancelTurn:
 
 
 @dataclass(frozen=True, slots=True)
+class ResetWakeWord:
+    """Clear the wake word's buffers (after any frame it is still scoring)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StartDeafTail:
+    """Keep the wake word deaf for ``seconds`` of audio, then feed back ``DeafTailEnded``."""
+
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
 class ReportError:
-    turn: int
+    """Tell the observers about an error; ``turn`` None for a request refused outside a turn."""
+
+    turn: int | None
     code: str
     message: str
     phase: Phase
+
+
+@dataclass(frozen=True, slots=True)
+class ReportTranscript:
+    turn: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReportIntent:
+    """Tell the observers about a recognised intent and publish its actions."""
+
+    turn: int
+    intent: RecognizedIntent
+    actions: tuple[MqttAction, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ReportNoIntent:
+    turn: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReportResponse:
+    turn: int
+    text: str
+    llm_timings: Mapping[str, float] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReportMute:
+    muted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ReportSayFinished:
+    """A say request was spoken, cut short or refused."""
+
+    request_id: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,14 +197,25 @@ class FinishTurn:
 
 
 Command = (
-    EnterState
+    StartTurn
+    | EnterState
     | SetTimeout
     | PlayEarcon
     | StartListening
+    | Speculate
+    | DropSpeculation
     | Transcribe
     | Reply
     | Announce
     | CancelTurn
+    | ResetWakeWord
+    | StartDeafTail
     | ReportError
+    | ReportTranscript
+    | ReportIntent
+    | ReportNoIntent
+    | ReportResponse
+    | ReportMute
+    | ReportSayFinished
     | FinishTurn
 )

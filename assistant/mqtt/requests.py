@@ -7,9 +7,15 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any, Final
 
+from assistant.core.events import (
+    CancelRequested,
+    ListenRequested,
+    MuteRequested,
+    SayRequested,
+    WakeWordToggled,
+)
 from assistant.mqtt.discovery import MUTE_OFF, MUTE_ON, Topics
 
 DEFAULT_MAX_PAYLOAD_BYTES: Final = 65_536
@@ -21,38 +27,15 @@ HERMES_DEFAULT_SITE: Final = "default"
 """The siteId Rhasspy assumes when a message has none."""
 
 
-@dataclass(frozen=True, slots=True)
-class SayRequested:
-    """Speak ``text`` (an announcement), from idle."""
-
-    text: str
-    request_id: str | None = None
-    """Given back in ``Observer.announcement_finished`` (Hermes ``id``)."""
-    session_id: str | None = None
-    """The Hermes session the request belongs to, if any."""
-
-
-@dataclass(frozen=True, slots=True)
-class ListenRequested:
-    """Start a turn without the wake word."""
-
-
-@dataclass(frozen=True, slots=True)
-class MuteRequested:
-    muted: bool
-
-
-@dataclass(frozen=True, slots=True)
-class CancelRequested:
-    """Stop whatever the turn is doing and go back to idle."""
-
-
-@dataclass(frozen=True, slots=True)
-class WakeWordToggled:
-    """Hermes ``hotword/toggleOn`` / ``toggleOff``: listen for the wake word or not."""
-
-    enabled: bool
-
+# The requests are the machine's own events (assistant.core.events); re-exported here.
+__all__ = [
+    "CancelRequested",
+    "ListenRequested",
+    "MuteRequested",
+    "RemoteRequest",
+    "SayRequested",
+    "WakeWordToggled",
+]
 
 RemoteRequest = SayRequested | ListenRequested | MuteRequested | CancelRequested | WakeWordToggled
 

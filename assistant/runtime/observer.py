@@ -6,12 +6,13 @@ Observers (the JSONL event log here; MQTT later) receive plain data and must not
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 from assistant.core.commands import Outcome, Phase
+from assistant.core.events import RecognizedIntent as RecognizedIntent  # re-exported
 
 # The instants of a turn, in the order they normally happen (monotonic seconds).
 MARKS = (
@@ -42,7 +43,8 @@ SPANS = {
 
 @dataclass(slots=True)
 class TurnRecord:
-    """Everything known about one turn, filled in as it runs."""
+    """Everything known about one turn, filled in by the runtime as it runs (the turn's work
+    only notes instants, through ``Stopwatch``)."""
 
     turn: int
     wake_word: str | None = None
@@ -83,16 +85,19 @@ class TurnRecord:
         return event
 
 
-@dataclass(frozen=True, slots=True)
-class RecognizedIntent:
-    """An intent that will be (or was) acted on: matched locally or asked for by the LLM."""
+class Stopwatch:
+    """Notes the instants of the current turn on the runtime's clock."""
 
-    name: str
-    slots: Mapping[str, Any]
-    text: str
-    """The transcript it was recognised in."""
-    source: str
-    """``local`` (the template matcher) or ``llm`` (a validated tool call)."""
+    def __init__(self, record: TurnRecord, now: Callable[[], float]) -> None:
+        self._record = record
+        self._now = now
+
+    def now(self) -> float:
+        return self._now()
+
+    def mark(self, name: str, at: float | None = None) -> None:
+        """Record instant ``name`` (now, or ``at``) once: the first time it happens."""
+        self._record.mark(name, self._now() if at is None else at)
 
 
 class Observer:
@@ -122,8 +127,8 @@ class Observer:
     def response_ready(self, turn: int, text: str) -> None:
         """The whole reply (or announcement) text, once known."""
 
-    def error_reported(self, turn: int, code: str, message: str, phase: Phase) -> None:
-        pass
+    def error_reported(self, turn: int | None, code: str, message: str, phase: Phase) -> None:
+        """A turn failed, or (turn None) a request was refused."""
 
     def turn_finished(self, record: TurnRecord) -> None:
         pass
@@ -158,7 +163,7 @@ class JsonlEventLog(Observer):
     def turn_finished(self, record: TurnRecord) -> None:
         self._write(record.as_event())
 
-    def error_reported(self, turn: int, code: str, message: str, phase: Phase) -> None:
+    def error_reported(self, turn: int | None, code: str, message: str, phase: Phase) -> None:
         self._write(
             {"event": "error", "turn": turn, "code": code, "message": message, "state": str(phase)}
         )

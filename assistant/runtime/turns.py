@@ -1,8 +1,9 @@
 """The work of a turn, off the state machine: transcribe, understand, think, speak.
 
 Each coroutine runs as the turn's one task (so a timeout or a cancel is ``task.cancel()``) and
-reports its results as events through ``feed``; errors propagate to the runtime, which turns them
-into ``failed`` events.
+reports its results as typed events through ``feed``: it tells no observer and writes no record
+(it only notes instants on the turn's ``Stopwatch``). Errors propagate to the runtime, which turns
+them into ``Failed`` events.
 
 A transcript that matches a local intent is answered from its template at once (the fast path).
 Anything else goes to the LLM, which may act only through the same intents, offered as tools:
@@ -14,20 +15,29 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Final
 
 from assistant.config import Config
-from assistant.core.commands import Phase
 from assistant.core.conversation import Conversation, ToolStep, asks_question
+from assistant.core.events import (
+    Event,
+    IntentNotRecognized,
+    IntentRecognized,
+    RecognizedIntent,
+    ReplyFinished,
+    SentencePlayed,
+    SpeakingStarted,
+    ToolCallRefused,
+    Transcribed,
+)
 from assistant.core.intents import IntentError, IntentMatch, Intents
 from assistant.core.ports import Chat, Speaker, Synthesizer, ToolCall, Transcriber
 from assistant.core.sentences import SentenceSplitter
 from assistant.errors import ChatError
-from assistant.runtime.observer import Observer, RecognizedIntent, TurnRecord
+from assistant.runtime.observer import Stopwatch
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -37,7 +47,7 @@ MAX_TOOL_ROUNDS: Final = 3
 CONTEXT_FULL: Final = re.compile(r"context size|exceed_context_size", re.IGNORECASE)
 """How llama.cpp says a prompt does not fit its context (HTTP 400)."""
 
-Feed = Callable[..., None]
+Feed = Callable[[Event], None]
 Audio = asyncio.Queue[bytes | None]
 
 
@@ -50,10 +60,8 @@ class TurnWork:
         chat: Chat,
         synthesizer: Synthesizer,
         speaker: Speaker,
-        observers: Sequence[Observer],
         feed: Feed,
         intents: Intents | None = None,
-        monotonic: Callable[[], float] = time.monotonic,
         clock: Callable[[], datetime] = datetime.now,
     ) -> None:
         self._config = config
@@ -61,13 +69,11 @@ class TurnWork:
         self._chat = chat
         self._synthesizer = synthesizer
         self._speaker = speaker
-        self._observers = observers
         self._feed = feed
         self._intents = intents
         self._tools = intents.tools() if intents is not None else None
-        self._now = monotonic
         self._clock = clock
-        self._speculation: tuple[bytes, asyncio.Task[str], float] | None = None
+        self._speculation: tuple[bytes, asyncio.Task[str], float] | None = None  # pcm, task, at
         # Synthesis is CPU work: one thread of its own, so it never waits for (or multiplies)
         # the loop's default threads.
         self._tts = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lingling-tts")
@@ -82,8 +88,9 @@ class TurnWork:
     def speculate(self, pcm: bytes) -> None:
         """Transcribe ``pcm`` already, in case the command has ended (speech has paused)."""
         self.drop_speculation()
-        task = asyncio.get_running_loop().create_task(self._transcriber.transcribe(pcm))
-        self._speculation = (pcm, task, self._now())
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(self._transcriber.transcribe(pcm))
+        self._speculation = (pcm, task, loop.time())
 
     def drop_speculation(self) -> None:
         """Speech resumed, or the turn ended: the early transcript is of no use."""
@@ -94,40 +101,42 @@ class TurnWork:
                 task.exception()  # retrieved: a failed guess is not an error of its own
             self._speculation = None
 
-    async def transcribe(self, record: TurnRecord, pcm: bytes) -> None:
+    async def transcribe(self, turn: int, watch: Stopwatch, pcm: bytes) -> None:
         speculation, self._speculation = self._speculation, None
         if speculation is not None and speculation[0] == pcm:
             _, task, started = speculation  # the same audio: its transcript is (being) made
-            record.mark("upload", started)
+            watch.mark("upload", started)
             text = await task
         else:
             if speculation is not None:
                 self._speculation = speculation
                 self.drop_speculation()
-            record.mark("upload", self._now())
+            watch.mark("upload")
             text = await self._transcriber.transcribe(pcm)
-        record.mark("transcribed", self._now())
-        record.transcript = text
+        watch.mark("transcribed")
         _LOGGER.info("heard %r", text)
-        for observer in self._observers:
-            observer.transcript_ready(record.turn, text)
-        self._feed("transcribed", turn=record.turn, text=text)
+        self._feed(Transcribed(turn, text))
 
-    async def reply(self, record: TurnRecord, text: str) -> None:
+    async def reply(self, turn: int, watch: Stopwatch, text: str) -> None:
         """Answer ``text``, speaking each sentence as soon as it is known."""
         match = self._intents.match(text) if self._intents is not None else None
         if match is not None:
-            response = self._act(record, match, "local")
-            await self._speak(record, lambda audio: self._say_all(record, response, audio))
+            response = self._act(turn, match, "local")
+            await self._speak(turn, watch, lambda audio: self._say_all(watch, response, audio))
             self.conversation.record(text, response)
-            self._finish(record, response)
+            self._finish(turn, response)
             return
-        for observer in self._observers:
-            observer.intent_not_recognized(record.turn, text)
+        self._feed(IntentNotRecognized(turn, text))
         steps: list[ToolStep] = []
         answer: list[str] = []
+        spoken: list[str] = []
+        timings: dict[str, float] = {}
+
+        def think(audio: Audio) -> Awaitable[None]:
+            return self._think(turn, watch, text, (steps, answer, spoken, timings), audio)
+
         try:
-            await self._speak(record, lambda a: self._think(record, text, steps, answer, a))
+            await self._speak(turn, watch, think)
         except ChatError as err:
             # The history outgrew the server's context (llama.cpp answers 400 before any token):
             # forget it and ask again, rather than failing every turn from now on.
@@ -136,54 +145,54 @@ class TurnWork:
             _LOGGER.warning("the conversation outgrew the LLM's context: starting afresh")
             self.conversation.clear()
             steps.clear()
-            await self._speak(record, lambda a: self._think(record, text, steps, answer, a))
+            spoken.clear()
+            await self._speak(turn, watch, think)
         self.conversation.record(text, "".join(answer), steps)
-        self._finish(record, record.response or "")
+        self._finish(turn, "".join(spoken).strip(), llm_timings=timings or None)
 
-    async def announce(self, record: TurnRecord, text: str) -> None:
+    async def announce(self, turn: int, watch: Stopwatch, text: str) -> None:
         """Speak ``text`` as it is (a ``say`` request)."""
-        await self._speak(record, lambda audio: self._say_all(record, text, audio))
-        self._finish(record, text, follow_up=False)
+        await self._speak(turn, watch, lambda audio: self._say_all(watch, text, audio))
+        self._finish(turn, text, follow_up=False)
 
-    def _finish(self, record: TurnRecord, response: str, *, follow_up: bool = True) -> None:
-        record.response = response
-        for observer in self._observers:
-            observer.response_ready(record.turn, response)
+    def _finish(
+        self,
+        turn: int,
+        response: str,
+        *,
+        follow_up: bool = True,
+        llm_timings: dict[str, float] | None = None,
+    ) -> None:
         window = self._config.intents.follow_up_seconds
         asks = follow_up and window > 0 and asks_question(response)
-        self._feed("reply_finished", turn=record.turn, follow_up_seconds=window if asks else None)
+        self._feed(ReplyFinished(turn, response, window if asks else None, llm_timings))
 
     # -- intents ---------------------------------------------------------------------------
 
-    def _act(self, record: TurnRecord, match: IntentMatch, source: str) -> str:
-        """Publish a recognised intent, run its actions, and return what to say."""
+    def _act(self, turn: int, match: IntentMatch, source: str) -> str:
+        """Report a recognised intent with its actions, and return what to say."""
         assert self._intents is not None
         _LOGGER.info("intent %s %s (%s)", match.name, match.slots, source)
         intent = RecognizedIntent(match.name, match.slots, match.text, source)
-        actions = self._intents.actions(match)
-        for observer in self._observers:
-            observer.intent_recognized(record.turn, intent)
-            for action in actions:
-                observer.action_requested(
-                    record.turn, action.topic, action.payload, action.qos, action.retain
-                )
+        self._feed(IntentRecognized(turn, intent, tuple(self._intents.actions(match))))
         return self._intents.respond(match, self._clock())
 
-    def _call(self, record: TurnRecord, text: str, call: ToolCall) -> str:
+    def _call(self, turn: int, text: str, call: ToolCall) -> str:
         """Act on a tool call only when it names a declared intent with declared slot values."""
         assert self._intents is not None
         try:
             match = self._intents.validate(call.name, call.arguments, text)
-            return self._act(record, match, "llm")
+            return self._act(turn, match, "llm")
         except IntentError as err:
             _LOGGER.warning("refused tool call %s(%s): %s", call.name, call.arguments, err)
-            for observer in self._observers:
-                observer.error_reported(record.turn, "tool_call_refused", str(err), Phase.THINKING)
+            self._feed(ToolCallRefused(turn, str(err)))
             return f"error: {err}"
 
     # -- speech ----------------------------------------------------------------------------
 
-    async def _speak(self, record: TurnRecord, produce: Callable[[Audio], Awaitable[None]]) -> None:
+    async def _speak(
+        self, turn: int, watch: Stopwatch, produce: Callable[[Audio], Awaitable[None]]
+    ) -> None:
         """Play what ``produce`` puts in the queue while it is still producing."""
         audio: Audio = asyncio.Queue(maxsize=2)
 
@@ -205,58 +214,60 @@ class TurnWork:
             while (pcm := await audio.get()) is not None:
                 if first:
                     first = False
-                    record.mark("first_audio", self._now())
-                    self._feed("speaking_started", turn=record.turn)
+                    watch.mark("first_audio")
+                    self._feed(SpeakingStarted(turn))
                 await self._speaker.play(pcm)
-                self._feed("sentence_played", turn=record.turn)
+                self._feed(SentencePlayed(turn))
             await task  # raises what ended the production early
         finally:
             task.cancel()
 
-    async def _say_all(self, record: TurnRecord, text: str, audio: Audio) -> None:
+    async def _say_all(self, watch: Stopwatch, text: str, audio: Audio) -> None:
         splitter = SentenceSplitter()
         for sentence in [*splitter.feed(text), *splitter.flush()]:
-            await self._say(record, sentence, audio)
+            await self._say(watch, sentence, audio)
 
     async def _think(
         self,
-        record: TurnRecord,
+        turn: int,
+        watch: Stopwatch,
         text: str,
-        steps: list[ToolStep],
-        answer: list[str],
+        into: tuple[list[ToolStep], list[str], list[str], dict[str, float]],
         audio: Audio,
     ) -> None:
         """LLM deltas → sentences → speech, one sentence ahead of the speaker; tool calls are
-        answered and the model asked again, up to MAX_TOOL_ROUNDS."""
+        answered and the model asked again, up to MAX_TOOL_ROUNDS.
+
+        Fills ``into``: the tool-call rounds, the last round's raw text (for the history), all
+        the text spoken, and llama.cpp's timings."""
+        steps, answer, spoken, timings = into
         splitter = SentenceSplitter()
-        spoken: list[str] = []
-        record.mark("llm_request", self._now())
+        watch.mark("llm_request")
         for round_ in range(MAX_TOOL_ROUNDS + 1):
             tools = self._tools if round_ < MAX_TOOL_ROUNDS else None
             answer.clear()
             calls: tuple[ToolCall, ...] = ()
             async for chunk in self._chat.stream(self.conversation.messages(text, steps), tools):
                 if chunk.timings:
-                    record.llm_timings = dict(chunk.timings)
+                    timings.update(chunk.timings)
                 calls = chunk.tool_calls or calls
                 if not chunk.text:
                     continue
-                record.mark("first_token", self._now())
+                watch.mark("first_token")
                 answer.append(chunk.text)
                 spoken.append(chunk.text)
-                record.response = "".join(spoken).strip()
                 for sentence in splitter.feed(chunk.text):
-                    await self._say(record, sentence, audio)
+                    await self._say(watch, sentence, audio)
             if not calls:
                 break
-            results = tuple(self._call(record, text, call) for call in calls)
+            results = tuple(self._call(turn, text, call) for call in calls)
             steps.append(ToolStep(calls, results, text="".join(answer)))
         for sentence in splitter.flush():
-            await self._say(record, sentence, audio)
+            await self._say(watch, sentence, audio)
 
-    async def _say(self, record: TurnRecord, sentence: str, audio: Audio) -> None:
-        record.mark("first_sentence", self._now())
+    async def _say(self, watch: Stopwatch, sentence: str, audio: Audio) -> None:
+        watch.mark("first_sentence")
         loop = asyncio.get_running_loop()
         pcm = await loop.run_in_executor(self._tts, self._synthesizer.synthesize, sentence)
-        record.mark("first_tts", self._now())
+        watch.mark("first_tts")
         await audio.put(pcm)

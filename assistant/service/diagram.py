@@ -12,7 +12,10 @@ How the table becomes a picture:
   ``cancel_requested``) are drawn last, as their own group;
 - an internal transition that does something (``sentence_played`` re-arms the timeout) is a loop;
   one that does nothing is listed in a note ("ignored during a turn (...)"), marked ``[else]``
-  where a guarded arrow for the same trigger comes first.
+  where a guarded arrow for the same trigger comes first; one that only refuses (its callbacks
+  are ``_refuse…``) is listed in a note too ("refused during a turn (...)");
+- the switches that any state takes (mute, wake word on/off, the deaf tail: ``SWITCHES``) are
+  one note rather than a loop on every state.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from assistant.core.machine import BUSY, TRANSITIONS, Assistant
+from assistant.core.machine import ALL, BUSY, SWITCHES, TRANSITIONS, Assistant
 from assistant.errors import AssistantError
 
 IMAGE_FORMATS: Final = ("png", "svg", "pdf")
@@ -54,17 +57,22 @@ class Edge:
 
 @dataclass(frozen=True, slots=True)
 class Note:
-    """Triggers accepted in ``states`` without any effect."""
+    """Triggers accepted in ``states`` without moving: ignored, refused, or setting a switch."""
 
     states: tuple[str, ...]
     triggers: tuple[str, ...]
+    verb: str = "ignored"
 
     @property
     def text(self) -> str:
-        busy = tuple(str(phase) for phase in BUSY)
-        where = "during a turn" if self.states == busy else "here"
+        if self.states == tuple(str(phase) for phase in BUSY):
+            where = "during a turn"
+        elif self.states == tuple(str(phase) for phase in ALL):
+            where = "in any state"
+        else:
+            where = "here"
         # no colon: Mermaid ends a note's text at the first one
-        return f"ignored {where} ({', '.join(self.triggers)})"
+        return f"{self.verb} {where} ({', '.join(self.triggers)})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,18 +99,28 @@ def graph(transitions: Sequence[dict[str, Any]] = TRANSITIONS) -> Graph:
     busy = {str(phase) for phase in BUSY}
     guarded: set[tuple[str, str]] = set()  # (trigger, source) seen with a condition
     arrows: dict[tuple[str, str, bool], list[str]] = {}
-    ignored: dict[tuple[str, ...], list[str]] = {}
+    ignored: dict[tuple[tuple[str, ...], str], list[str]] = {}
+    everywhere = tuple(str(phase) for phase in ALL)
     for transition in transitions:
         trigger = str(transition["trigger"])
         sources = _names(transition["source"])
         dest = transition.get("dest")
         conditions = [_condition(c) for c in _names(transition.get("conditions"))]
         conditions += [f"not {_condition(c)}" for c in _names(transition.get("unless"))]
-        acts = any(transition.get(key) for key in ("before", "after", "prepare"))
-        if dest is None and not acts:
-            # after a guarded arrow for the same trigger, "ignored" is what happens otherwise
+        callbacks = [
+            c for key in ("before", "after", "prepare") for c in _names(transition.get(key))
+        ]
+        refuses = bool(callbacks) and all(c.startswith("_refuse") for c in callbacks)
+        if dest is None and trigger in SWITCHES and sources == everywhere:
+            ignored.setdefault((sources, "switches"), []).append(trigger)
+            continue
+        if dest is None and (refuses or not callbacks):
+            # after a guarded arrow for the same trigger, this is what happens otherwise
             otherwise = any((trigger, source) in guarded for source in sources) and not conditions
-            ignored.setdefault(sources, []).append(trigger + (" [else]" if otherwise else ""))
+            verb = "refused" if refuses else "ignored"
+            ignored.setdefault((sources, verb), []).append(
+                trigger + (" [else]" if otherwise else "")
+            )
             continue
         abandons = dest is not None and set(sources) == busy and len(sources) == len(busy)
         for source in sources:
@@ -118,7 +136,9 @@ def graph(transitions: Sequence[dict[str, Any]] = TRANSITIONS) -> Graph:
     edges = tuple(
         Edge(source, dest, tuple(labels), abandons) for (source, dest, abandons), labels in ordered
     )
-    notes = tuple(Note(states, tuple(triggers)) for states, triggers in ignored.items())
+    notes = tuple(
+        Note(states, tuple(triggers), verb) for (states, verb), triggers in ignored.items()
+    )
     return Graph(initial=str(Assistant().phase), edges=edges, notes=notes)
 
 

@@ -4,7 +4,7 @@ a frame starting with b"WAKE" fires the wake word, one starting with b"SPCH" is 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,15 +34,37 @@ def frames(*parts: tuple[bytes, int]) -> list[bytes]:
 
 @dataclass
 class FakeMicrophone:
+    """Yields ``items``; ``cues[i]`` is called just before frame ``i`` (a request said at that
+    point of the audio, whatever the machine's speed)."""
+
     items: Sequence[bytes]
     realtime: bool = False
     seconds_per_frame: float = 0.0
+    cues: Mapping[int, Callable[[], None]] = field(default_factory=dict)
 
     async def frames(self) -> AsyncIterator[bytes]:
-        for item in self.items:
+        for index, item in enumerate(self.items):
             if self.seconds_per_frame:
                 await asyncio.sleep(self.seconds_per_frame)
+            if index in self.cues:
+                self.cues[index]()
             yield item
+
+
+@dataclass
+class EndlessMicrophone:
+    """Silence in real time (10 ms a frame) until ``stop()``."""
+
+    realtime: bool = True
+    stopped: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def frames(self) -> AsyncIterator[bytes]:
+        while not self.stopped.is_set():
+            await asyncio.sleep(0.01)
+            yield SILENCE
+
+    def stop(self) -> None:
+        self.stopped.set()
 
 
 @dataclass
@@ -89,11 +111,17 @@ class FakeTranscriber:
     delay_seconds: float = 0.0
     error: AssistantError | None = None
     received: list[bytes] = field(default_factory=list)
+    cancelled: int = 0
+    """Requests cancelled while they ran."""
 
     async def transcribe(self, pcm: bytes) -> str:
         self.received.append(pcm)
         if self.delay_seconds:
-            await asyncio.sleep(self.delay_seconds)
+            try:
+                await asyncio.sleep(self.delay_seconds)
+            except asyncio.CancelledError:
+                self.cancelled += 1
+                raise
         if self.error is not None:
             raise self.error
         return self.text

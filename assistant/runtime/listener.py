@@ -1,0 +1,165 @@
+"""The audio after the microphone: the pre-roll, the wake word and the VAD, and a command's capture.
+
+The wake word and the VAD run in one worker thread that owns their ONNX sessions, one frame at a
+time and in order. What they find goes to ``emit`` as events (``WakeDetected``, ``SpeechEnded``…);
+where each frame goes is the state machine's decision (``wake_word_listens``) and the runtime's
+commands (``start``, ``stop``, ``deafen``). The listener keeps no conversation state of its own:
+only audio, its position in it, and the handles of what it was told to do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Final
+
+from assistant.config import VadConfig
+from assistant.core.audioformat import FRAME_SECONDS
+from assistant.core.endpointer import Endpoint, Endpointer
+from assistant.core.events import (
+    DeafTailEnded,
+    Event,
+    NoSpeechHeard,
+    SpeechEnded,
+    SpeechPaused,
+    SpeechResumed,
+    SpeechStarted,
+    WakeDetected,
+)
+from assistant.core.ports import Vad, WakeWord
+
+WAKE_LOOKBACK_FRAMES: Final = 2
+"""openWakeWord fires ~0.1 s after the wake word ends: the command may already have begun in the
+detection frame and the one before it, so listening starts with them."""
+
+
+@dataclass(slots=True)
+class _Command:
+    """The command being listened to: where it ends, and its audio."""
+
+    turn: int
+    endpointer: Endpointer
+    first_frame: int | None
+    """Where the command may begin in the pre-roll; None: at the next frame."""
+    frames: list[bytes] = field(default_factory=list)
+    caught_up: bool = False
+    """The pre-roll since ``first_frame`` has been given to the VAD."""
+
+
+class Listener:
+    def __init__(
+        self,
+        vad_config: VadConfig,
+        *,
+        wake_word: WakeWord,
+        vad: Vad,
+        preroll_seconds: float,
+        wake_word_listens: Callable[[], bool],
+        emit: Callable[[Event], None],
+    ) -> None:
+        self._vad_config = vad_config
+        self._wake_word = wake_word
+        self._vad = vad
+        self._wake_word_listens = wake_word_listens
+        self._emit = emit
+        self._onnx = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lingling-onnx")
+        preroll_frames = max(1, round(preroll_seconds / FRAME_SECONDS))
+        self._preroll: deque[tuple[int, bytes]] = deque(maxlen=preroll_frames)
+        self.frame_index = 0
+        """Frames heard so far: the audio clock (80 ms a frame)."""
+        self._wake_frame: int | None = None
+        self._deaf_frames = 0
+        self._command: _Command | None = None
+
+    async def drain(self) -> None:
+        """Wait for the work queued in the worker thread (a wake word reset) to be done."""
+        await asyncio.get_running_loop().run_in_executor(self._onnx, lambda: None)
+
+    def close(self) -> None:
+        self._onnx.shutdown(wait=False, cancel_futures=True)
+
+    # -- what the runtime's commands ask ----------------------------------------------------
+
+    def start(self, turn: int, *, after_wake_word: bool, no_speech_seconds: float | None) -> None:
+        """Listen for a command from the audio kept since the wake word (or from now)."""
+        config = self._vad_config
+        if no_speech_seconds is not None:
+            config = config.model_copy(update={"no_speech_seconds": no_speech_seconds})
+        first = None
+        if after_wake_word and self._wake_frame is not None:
+            first = self._wake_frame - WAKE_LOOKBACK_FRAMES + 1
+        self._command = _Command(turn, Endpointer(config), first)
+
+    def stop(self) -> None:
+        self._command = None
+
+    def deafen(self, seconds: float) -> None:
+        """Count ``seconds`` of audio, then emit ``DeafTailEnded``."""
+        self._deaf_frames = max(1, round(seconds / FRAME_SECONDS))
+
+    def reset_wake_word(self) -> None:
+        # In the worker thread that owns the model, after any frame it is still scoring.
+        self._onnx.submit(self._wake_word.reset)
+
+    # -- audio in -----------------------------------------------------------------------------
+
+    async def process(self, frame: bytes) -> None:
+        index = self.frame_index
+        self.frame_index += 1
+        self._preroll.append((index, frame))
+        deaf_ends = False
+        if self._deaf_frames:
+            self._deaf_frames -= 1
+            deaf_ends = not self._deaf_frames  # this frame is the last deaf one
+        loop = asyncio.get_running_loop()
+        if self._command is not None:
+            await self._listen(self._command, index, frame)
+        elif self._wake_word_listens():
+            detection = await loop.run_in_executor(self._onnx, self._wake_word.process, frame)
+            if detection is not None and self._wake_word_listens():
+                self._wake_frame = index
+                self._emit(WakeDetected(detection.wake_word, detection.score))
+        if deaf_ends:
+            self._emit(DeafTailEnded())
+
+    async def _listen(self, command: _Command, index: int, frame: bytes) -> None:
+        loop = asyncio.get_running_loop()
+        if not command.caught_up:  # its first frame: catch up on the pre-roll
+            command.caught_up = True
+            self._vad.reset()
+            first = index if command.first_frame is None else command.first_frame
+            backlog = [f for i, f in self._preroll if i >= first]
+        else:
+            backlog = [frame]
+        for piece in backlog:
+            probability = await loop.run_in_executor(self._onnx, self._vad.process, piece)
+            if self._command is not command:
+                return  # stopped while the VAD was scoring
+            command.frames.append(piece)
+            endpoint = command.endpointer.process(probability)
+            if endpoint is not None:
+                self._endpoint(command, endpoint)
+            if self._command is not command:
+                return
+
+    def _endpoint(self, command: _Command, endpoint: Endpoint) -> None:
+        turn = command.turn
+        if endpoint is Endpoint.SPEECH_STARTED:
+            self._emit(SpeechStarted(turn))
+        elif endpoint is Endpoint.SPEECH_PAUSED:
+            self._emit(
+                SpeechPaused(turn, b"".join(command.frames[command.endpointer.command_frames()]))
+            )
+        elif endpoint is Endpoint.SPEECH_RESUMED:
+            self._emit(SpeechResumed(turn))
+        elif endpoint is Endpoint.SPEECH_ENDED:
+            self._command = None
+            self._emit(
+                SpeechEnded(turn, b"".join(command.frames[command.endpointer.command_frames()]))
+            )
+        elif endpoint is Endpoint.NO_SPEECH:
+            self._command = None
+            self._emit(NoSpeechHeard(turn))

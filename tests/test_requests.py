@@ -1,0 +1,98 @@
+"""Requests over MQTT reach the state machine, which decides: the runtime (on fakes) behind the
+real bridge, on a real mosquitto."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+from collections.abc import AsyncIterator
+
+import paho.mqtt.publish as publish
+
+from assistant.config import Config
+from assistant.mqtt.bridge import MqttBridge
+from assistant.runtime.runtime import Runtime
+from tests.support.broker import Broker, Subscriber, eventually
+from tests.support.broker import broker_fixture as broker_fixture  # the broker fixture
+from tests.support.fakes import (
+    EndlessMicrophone,
+    FakeChat,
+    FakeSpeaker,
+    FakeSynthesizer,
+    FakeTranscriber,
+    FakeVad,
+    FakeWakeWord,
+)
+
+SITE = "hall"
+BASE = f"lingling/{SITE}"
+
+
+@contextlib.asynccontextmanager
+async def satellite(broker: Broker) -> AsyncIterator[tuple[Runtime, FakeSpeaker]]:
+    """A runtime on silence with its MQTT bridge, connected and in its first state."""
+    mqtt = {"host": broker.host, "port": broker.port, "site": SITE}
+    config = Config.model_validate({"mqtt": mqtt, "vad": {"no_speech_seconds": 0.5}})
+    speaker = FakeSpeaker()
+    mic = EndlessMicrophone()
+    runtime: Runtime | None = None
+    bridge = MqttBridge(
+        config.mqtt,
+        on_request=lambda request: runtime.request(request) if runtime else None,
+        loop=asyncio.get_running_loop(),
+    )
+    runtime = Runtime(
+        config,
+        microphone=mic,
+        speaker=speaker,
+        wake_word=FakeWakeWord(),
+        vad=FakeVad(),
+        transcriber=FakeTranscriber(),
+        chat=FakeChat(),
+        synthesizer=FakeSynthesizer(),
+        observers=[bridge],
+    )
+    bridge.start()
+    running = asyncio.get_running_loop().create_task(runtime.run())
+    try:
+        await eventually(lambda: bridge.connected, 5.0, "connected")
+        await asyncio.wait_for(runtime.started.wait(), 1)
+        yield runtime, speaker
+    finally:
+        mic.stop()
+        await asyncio.wait_for(running, 5)
+        await asyncio.wait_for(bridge.stop(), 1)
+
+
+def send(broker: Broker, topic: str, payload: str) -> None:
+    publish.single(topic, payload, qos=1, hostname=broker.host, port=broker.port)
+
+
+async def test_listen_while_muted_is_refused_at_once_and_the_state_stays_idle(
+    broker: Broker,
+) -> None:
+    async with (
+        satellite(broker) as (runtime, speaker),
+        Subscriber(broker, f"{BASE}/#") as watcher,
+    ):
+        await asyncio.to_thread(send, broker, f"{BASE}/mute/set", "ON")
+        await eventually(lambda: "ON" in watcher.texts(f"{BASE}/mute", live_only=True))
+        await asyncio.to_thread(send, broker, f"{BASE}/listen", "PRESS")
+        await eventually(lambda: watcher.received(f"{BASE}/error"), 5.0, "an error")
+        (error,) = [m.json() for m in watcher.received(f"{BASE}/error")]
+        assert error["code"] == "muted"
+        assert error["state"] == "idle"
+        assert error["turn"] is None
+        assert "muted" in error["message"]
+        assert runtime.machine.phase == "idle"
+        assert runtime.machine.turn == 0
+        # Unmuted, the same request starts a turn: the refusal was the mute's doing.
+        await asyncio.to_thread(send, broker, f"{BASE}/mute/set", "OFF")
+        await eventually(lambda: "OFF" in watcher.texts(f"{BASE}/mute", live_only=True))
+        assert speaker.played == []  # no earcon, not even the error one
+        await asyncio.to_thread(send, broker, f"{BASE}/listen", "PRESS")
+        await eventually(lambda: "listening" in watcher.texts(f"{BASE}/state"))
+    states = [s for s, _ in itertools.groupby(watcher.texts(f"{BASE}/state", live_only=True))]
+    assert states[:2] == ["wake", "listening"]  # only after unmuting
+    assert len(watcher.received(f"{BASE}/error")) == 1
