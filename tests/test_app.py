@@ -13,16 +13,16 @@ import pytest
 from assistant.adapters.earcons import earcon_pcm
 from assistant.config import Config, IntentsConfig
 from assistant.core.commands import Earcon, Phase
-from assistant.core.events import RecognizedIntent
-from assistant.core.intents import Intents
-from assistant.core.ports import ChatChunk, Message, ToolCall
-from assistant.errors import AudioError, ChatError, TranscriptionError
-from assistant.mqtt.requests import (
+from assistant.core.events import (
     CancelRequested,
     ListenRequested,
     MuteRequested,
+    RecognizedIntent,
     SayRequested,
 )
+from assistant.core.intents import Intents
+from assistant.core.ports import ChatChunk, Message, ToolCall
+from assistant.errors import AudioError, ChatError, TranscriptionError
 from assistant.runtime.observer import Observer, TurnRecord
 from assistant.runtime.runtime import Runtime
 from tests.support.fakes import (

@@ -179,6 +179,9 @@ class WakeWordToggled:
     enabled: bool
 
 
+Request = SayRequested | ListenRequested | MuteRequested | CancelRequested | WakeWordToggled
+"""What may be asked from outside (MQTT, the command line)."""
+
 Event = (
     WakeDetected
     | DeafTailEnded

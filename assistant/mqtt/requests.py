@@ -13,6 +13,7 @@ from assistant.core.events import (
     CancelRequested,
     ListenRequested,
     MuteRequested,
+    Request,
     SayRequested,
     WakeWordToggled,
 )
@@ -37,7 +38,7 @@ __all__ = [
     "WakeWordToggled",
 ]
 
-RemoteRequest = SayRequested | ListenRequested | MuteRequested | CancelRequested | WakeWordToggled
+RemoteRequest = Request
 
 
 class NotForThisSite(ValueError):

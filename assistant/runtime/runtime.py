@@ -45,12 +45,11 @@ from assistant.core.commands import (
     StartTurn,
     Transcribe,
 )
-from assistant.core.events import EarconFinished, Event, Failed, TimedOut
+from assistant.core.events import EarconFinished, Event, Failed, Request, TimedOut
 from assistant.core.intents import Intents
 from assistant.core.machine import Assistant, Timeouts
 from assistant.core.ports import Chat, Microphone, Speaker, Synthesizer, Transcriber, Vad, WakeWord
 from assistant.errors import AssistantError, AudioError
-from assistant.mqtt.requests import RemoteRequest
 from assistant.runtime.listener import Listener
 from assistant.runtime.observer import Observer, Stopwatch, TurnRecord
 from assistant.runtime.turns import TurnWork
@@ -174,7 +173,7 @@ class Runtime:
         """Feed a result back as an event, after the commands being executed now."""
         asyncio.get_running_loop().call_soon(self._dispatch, event)
 
-    def request(self, request: RemoteRequest) -> None:
+    def request(self, request: Request) -> None:
         """Act on a request from outside (MQTT); called on the loop's thread."""
         self._dispatch(request)
 

@@ -180,7 +180,7 @@ class _TurnEnded(Observer):
 
 async def _one_turn(runtime: Runtime, ended: _TurnEnded) -> None:
     """``lingling listen``: one turn without the wake word."""
-    from assistant.mqtt.requests import ListenRequested
+    from assistant.core.events import ListenRequested
 
     loop = asyncio.get_running_loop()
     running = loop.create_task(runtime.run())
