@@ -1,5 +1,6 @@
-"""What every benchmark shares: arguments, statistics, markdown tables, the machine, /proc readings,
-and the pieces that drive the real ``Runtime`` turn after turn.
+"""What every benchmark shares: arguments, statistics, markdown tables, the machine, the models
+and servers, and the stages of a turn driven through the real ``Runtime`` (the turn-driving pieces
+the soak test shares, and the /proc readings, are in tests/support/).
 
 Each benchmark module has ``main(argv) -> int``: it prints its report as markdown (pipe tables
 read fine in a terminal) and, with ``--json FILE``, also writes it with its targets for
@@ -9,8 +10,6 @@ read fine in a terminal) and, with ``--json FILE``, also writes it with its targ
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import json
 import logging
 import os
@@ -19,29 +18,17 @@ import re
 import shutil
 import statistics
 import sys
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
-from assistant.config import Config
-from assistant.core.commands import Phase
-from assistant.core.ports import Chat, Synthesizer, Transcriber
-from assistant.runtime.observer import MARKS, Observer, TurnRecord
-from tests.support.fakes import SILENCE, SPEECH, WAKE
+from assistant.runtime.observer import MARKS, TurnRecord
 
 ROOT: Final = Path(__file__).resolve().parent.parent
 SERVERS_CACHE: Final = Path.home() / ".cache" / "lingling" / "servers"
 PACKAGES: Final = ("onnxruntime", "openwakeword", "numpy", "piper-tts", "openai", "transitions")
-
-# A turn on the fakes' tagged audio (tests/support/fakes.py): the wake word fires on WAKE, the VAD
-# hears SPCH. The lead silence outlasts the runtime's deaf tail after speaking (0.3 s); the trailing
-# silence outlasts the default hangover (0.7 s = 9 frames).
-LEAD_FRAMES: Final = 5
-SPEECH_FRAMES: Final = 10
-TRAIL_FRAMES: Final = 12
 
 
 # -- arguments and reports ---------------------------------------------------------------------
@@ -166,7 +153,7 @@ def mean(values: Sequence[float]) -> float:
     return statistics.fmean(values) if values else float("nan")
 
 
-# -- the machine and processes -------------------------------------------------------------------
+# -- the machine ---------------------------------------------------------------------------------
 
 
 def cpu_model() -> str:
@@ -192,33 +179,6 @@ def machine() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             info[package] = "not installed"
     return info
-
-
-def _proc_status(pid: int | str, key: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1])
-    raise KeyError(key)
-
-
-def rss_mb(pid: int | str = "self") -> float:
-    """Resident set size (VmRSS) in MB (10^6 bytes)."""
-    return _proc_status(pid, "VmRSS") * 1024 / 1e6
-
-
-def peak_rss_mb(pid: int | str = "self") -> float:
-    return _proc_status(pid, "VmHWM") * 1024 / 1e6
-
-
-def os_threads(pid: int | str = "self") -> int:
-    return _proc_status(pid, "Threads")
-
-
-def cpu_seconds(pid: int | str = "self") -> float:
-    """User + system CPU time of the process (all its threads)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
-    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 # -- models and servers --------------------------------------------------------------------------
@@ -257,43 +217,7 @@ def quiet_logs(level: int = logging.WARNING) -> None:
     logging.getLogger().setLevel(level)
 
 
-# -- driving the runtime -------------------------------------------------------------------------
-
-
-def config(**sections: Mapping[str, Any]) -> Config:
-    """A config for benchmarks: no MQTT, no follow-up window (each turn starts with the wake
-    word), and whatever ``sections`` override."""
-    data: dict[str, Any] = {"mqtt": {"enabled": False}, "intents": {"follow_up_seconds": 0}}
-    for key, value in sections.items():
-        data[key] = {**data.get(key, {}), **value}
-    return Config.model_validate(data)
-
-
-def tagged_turn(speech: Sequence[bytes] = (SPEECH,) * SPEECH_FRAMES) -> list[bytes]:
-    """One command in the fakes' tagged audio: silence, WAKE, ``speech``, silence."""
-    return [SILENCE] * LEAD_FRAMES + [WAKE, *speech] + [SILENCE] * TRAIL_FRAMES
-
-
-@dataclass
-class TurnMicrophone:
-    """Plays ``turn`` (a list of frames) ``turns`` times, as fast as the runtime takes it
-    (not real time: the runtime reads a non-real-time input only in idle and listening)."""
-
-    turn: Sequence[bytes]
-    turns: int
-    before_turn: Callable[[int], None] | None = None
-    """Called with the turn's index (from 0) before its first frame."""
-
-    @property
-    def realtime(self) -> bool:
-        return False
-
-    async def frames(self) -> AsyncIterator[bytes]:
-        for index in range(self.turns):
-            if self.before_turn is not None:
-                self.before_turn(index)
-            for frame in self.turn:
-                yield frame
+# -- a turn's stages (turns are driven by tests/support/turns.py, which the soak test shares) -----
 
 
 def span_ms(record: TurnRecord, start: str, end: str) -> float | None:
@@ -342,71 +266,3 @@ def stage_rows(records: Sequence[TurnRecord]) -> list[tuple[str, float, float, f
         if values:
             rows.append((name, p50(values), p95(values), max(values)))
     return rows
-
-
-@dataclass
-class TurnLog(Observer):
-    """Keeps finished turns (or only counts them), errors and the states entered."""
-
-    keep: bool = True
-    records: list[TurnRecord] = field(default_factory=list)
-    outcomes: dict[str, int] = field(default_factory=dict)
-    errors: list[tuple[int | None, str, str]] = field(default_factory=list)
-    states: list[tuple[Phase, int, float, float]] = field(default_factory=list)
-    """(phase, turn, t_seconds as the runtime reports it, monotonic seconds when entered)."""
-    keep_states: bool = False
-    on_turn: Callable[[TurnRecord], None] | None = None
-
-    def state_entered(self, phase: Phase, turn: int, t_seconds: float) -> None:
-        if self.keep_states:
-            self.states.append((phase, turn, t_seconds, time.monotonic()))
-
-    def turn_finished(self, record: TurnRecord) -> None:
-        outcome = str(record.outcome)
-        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
-        if self.keep:
-            self.records.append(record)
-        if self.on_turn is not None:
-            self.on_turn(record)
-
-    def error_reported(self, turn: int | None, code: str, message: str, phase: Phase) -> None:
-        if self.keep or len(self.errors) < 100:
-            self.errors.append((turn, code, str(phase)))
-
-    def answered(self) -> list[TurnRecord]:
-        return [r for r in self.records if str(r.outcome) == "answered"]
-
-
-async def run_tagged_turns(
-    cfg: Config,
-    *,
-    transcriber: Transcriber,
-    chat: Chat,
-    synthesizer: Synthesizer,
-    turns: int,
-    closers: Sequence[Callable[[], Awaitable[None]]] = (),
-) -> TurnLog:
-    """``turns`` tagged-audio turns through the real ``Runtime`` (fake wake word, VAD and
-    speaker); ``closers`` run afterwards whatever happens."""
-    from assistant.runtime.runtime import Runtime
-    from tests.support.fakes import FakeSpeaker, FakeVad, FakeWakeWord
-
-    log = TurnLog()
-    runtime = Runtime(
-        cfg,
-        microphone=TurnMicrophone(tagged_turn(), turns),
-        speaker=FakeSpeaker(sample_rate_hz=synthesizer.sample_rate_hz),
-        wake_word=FakeWakeWord(),
-        vad=FakeVad(),
-        transcriber=transcriber,
-        chat=chat,
-        synthesizer=synthesizer,
-        observers=[log],
-    )
-    try:
-        await asyncio.wait_for(runtime.run(), 60 + 5 * turns)
-    finally:
-        for close in closers:
-            with contextlib.suppress(Exception):
-                await close()
-    return log

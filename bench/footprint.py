@@ -12,7 +12,7 @@ each dependency in a fresh process, ``-X importtime``, the RSS of the process's 
 sampled profile of the start-up and of the idle loop. The "projection" runs the same models with
 onnxruntime directly, without importing openwakeword (and with it scipy and scikit-learn).
 
-    .venv/bin/python -m bench.footprint [--quick] [--idle-seconds 30]
+    .venv/bin/python -m bench.footprint [--quick]    (idle windows of 30 s; 10 s with --quick)
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ def device_run(report: Report, root: Path, work: Path, idle_seconds: float) -> N
     """The production path: sounddevice's microphone and speaker on a private PulseAudio."""
     with virtual_audio(work / "pulse") as env:
         if env is None:
-            report.text("Sound-device run skipped: no PulseAudio (see FACTS.md, virtual audio).")
+            report.text("Sound-device run skipped: no PulseAudio (see scripts/virtual-audio.sh).")
             return
         cfg = write_run_config(work / "device.yaml", root, WORDS[:1])
         with LinglingProcess(cfg, None, None, env=env) as process:
@@ -144,10 +144,8 @@ def device_run(report: Report, root: Path, work: Path, idle_seconds: float) -> N
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser(__doc__.splitlines()[0] if __doc__ else "")
-    args.add_argument("--idle-seconds", type=float, help="idle window per configuration")
-    options = args.parse_args(argv)
-    idle_seconds = options.idle_seconds or (10.0 if options.quick else 30.0)
+    options = parser(__doc__.splitlines()[0] if __doc__ else "").parse_args(argv)
+    idle_seconds = 10.0 if options.quick else 30.0
     report = Report("footprint", "Idle CPU, memory and start-up of `lingling run`")
     root = models_dir()
     needed = [f"openwakeword/{w}_v0.1.onnx" for w in WORDS]

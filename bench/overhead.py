@@ -32,10 +32,7 @@ from assistant.runtime.runtime import Runtime
 from bench.common import (
     STAGES,
     Report,
-    TurnLog,
-    TurnMicrophone,
     backend_ms,
-    config,
     have_models,
     models_dir,
     p50,
@@ -44,7 +41,6 @@ from bench.common import (
     quiet_logs,
     span_ms,
     stage_rows,
-    tagged_turn,
 )
 from tests.support.fakes import (
     FakeChat,
@@ -56,6 +52,7 @@ from tests.support.fakes import (
 )
 from tests.support.scenarios import frames, speak
 from tests.support.servers import FakeLlamaServer, FakeWhisperServer
+from tests.support.turns import TurnLog, TurnMicrophone, config, tagged_turn
 
 TARGET_MS: Final = 10.0
 BACKEND_MARGIN_MS: Final = 25.0

@@ -21,7 +21,8 @@ from typing import Final, Self
 
 import numpy as np
 
-from bench.common import ROOT, cpu_seconds, os_threads, p50, peak_rss_mb, rss_mb
+from bench.common import ROOT, p50
+from tests.support.proc import cpu_seconds, os_threads, peak_rss_mb, rss_mb
 
 READY_LINE: Final = "ready: listening for"
 SETTLE_SECONDS: Final = 2.0
@@ -217,18 +218,18 @@ class LinglingProcess:
             process.wait()
 
 
-VIRTUAL_AUDIO: Final = ROOT.parent / "shared" / "tools" / "virtual-audio.sh"
+VIRTUAL_AUDIO: Final = ROOT / "scripts" / "virtual-audio.sh"
 
 
 @contextlib.contextmanager
 def virtual_audio(folder: Path) -> Iterator[dict[str, str] | None]:
-    """A private PulseAudio with null sinks (../shared/tools/virtual-audio.sh): yields the
-    environment its clients need, or None when PulseAudio or the script is missing."""
+    """A private PulseAudio with null sinks (scripts/virtual-audio.sh, as the audio tests use):
+    yields the environment its clients need, or None when PulseAudio is missing."""
     if not VIRTUAL_AUDIO.is_file() or shutil.which("pulseaudio") is None:
         yield None
         return
     done = subprocess.run(
-        ["sh", str(VIRTUAL_AUDIO), str(folder)], capture_output=True, text=True, check=False
+        [str(VIRTUAL_AUDIO), str(folder)], capture_output=True, text=True, check=False
     )
     pid_file = folder / "pulse.pid"
     try:

@@ -35,21 +35,19 @@ from assistant.config import SttConfig
 from bench.common import (
     STAGES,
     Report,
-    TurnLog,
     backend_ms,
-    config,
     have_models,
     models_dir,
     p50,
     p95,
     parser,
     quiet_logs,
-    run_tagged_turns,
     server_binary,
     span_ms,
     stage_rows,
 )
 from tests.support.servers import FakeWhisperServer
+from tests.support.turns import TurnLog, config, run_tagged_turns
 
 START_TIMEOUT_SECONDS: Final = 60.0
 WARMUP_TURNS: Final = 2

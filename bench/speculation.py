@@ -25,9 +25,10 @@ from assistant.adapters.silero import SileroVad
 from assistant.config import Config, VadConfig, WakeConfig
 from assistant.core.audioformat import FRAME_SAMPLES, FRAME_SECONDS
 from assistant.runtime.runtime import Runtime
-from bench.common import TurnLog, markdown_table, models_dir, p50, p95, parser, quiet_logs
+from bench.common import markdown_table, models_dir, p50, p95, parser, quiet_logs
 from tests.support.fakes import FakeChat, FakeSpeaker, FakeSynthesizer
 from tests.support.scenarios import Audio, Scenario, concat, frames, silence, speak
+from tests.support.turns import TurnLog
 
 COMMANDS: list[tuple[str, str, float]] = [
     ("turn on the kitchen light", "", 0.0),

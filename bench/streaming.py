@@ -22,17 +22,16 @@ from assistant.config import LlmConfig, SttConfig
 from assistant.core.ports import Chat, ChatChunk, Message
 from bench.common import (
     Report,
-    config,
     have_models,
     models_dir,
     p50,
     p95,
     parser,
     quiet_logs,
-    run_tagged_turns,
     span_ms,
 )
 from tests.support.servers import FakeLlamaServer, FakeWhisperServer, tokenize
+from tests.support.turns import config, run_tagged_turns
 
 TOKENS_PER_SECOND: Final = 20.0
 REPLIES: Final = {

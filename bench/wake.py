@@ -38,8 +38,6 @@ from assistant.core.ports import Speaker
 from assistant.runtime.runtime import Runtime
 from bench.common import (
     Report,
-    TurnLog,
-    config,
     have_models,
     mean,
     models_dir,
@@ -60,6 +58,7 @@ from tests.support.scenarios import (
     recording,
     speak,
 )
+from tests.support.turns import TurnLog, config
 
 WORDS: Final = ("hey_jarvis", "alexa", "hey_mycroft")
 ESPEAK_VOICES: Final = (("en-us", 150), ("en-gb", 180), ("en-us+f3", 130), ("en-us", 190))

@@ -22,9 +22,10 @@ import pytest
 from assistant.adapters.audio import SoundDeviceMicrophone, SoundDeviceSpeaker, list_devices
 from assistant.adapters.wavfile import WavFileMicrophone, WavFileSpeaker
 from assistant.config import AudioConfig
-from assistant.core.audioformat import FRAME_BYTES, FRAME_SAMPLES, SAMPLE_RATE_HZ
+from assistant.core.audioformat import FRAME_BYTES, FRAME_SAMPLES, FRAME_SECONDS, SAMPLE_RATE_HZ
 from assistant.core.ports import Microphone, Speaker
 from assistant.errors import AudioError
+from tests.support.clock import virtual_clock
 
 DATA_DIR = Path(__file__).parent / "data"
 REPO = Path(__file__).parent.parent
@@ -59,10 +60,16 @@ async def collect(frames: AsyncIterator[bytes]) -> list[bytes]:
     return [frame async for frame in frames]
 
 
-async def timed_collect(mic: Microphone) -> tuple[float, list[bytes]]:
-    start = time.monotonic()
-    frames = await asyncio.wait_for(collect(mic.frames()), 5)
-    return time.monotonic() - start, frames
+async def arrival_times(mic: Microphone, busy: dict[int, float] | None = None) -> list[float]:
+    """When each frame arrived, on the loop's clock from the start; ``busy`` maps a frame's
+    index to how long the consumer then works on it."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    times = []
+    async for _ in mic.frames():
+        times.append(loop.time() - start)
+        await asyncio.sleep((busy or {}).get(len(times) - 1, 0.0))
+    return times
 
 
 # --- WavFileMicrophone -------------------------------------------------------------------------
@@ -91,24 +98,26 @@ async def test_wav_microphone_reads_a_recording() -> None:
     assert b"".join(frames)[: 16000 * 2] == read_wav(path)[2]
 
 
-async def test_wav_microphone_paces_frames_at_real_time() -> None:
+@virtual_clock
+async def test_wav_microphone_realtime_delivers_each_frame_once_it_is_complete() -> None:
     path = DATA_DIR / "speechcommands_yes_1000ms.wav"
 
-    realtime, _ = await timed_collect(WavFileMicrophone(path, realtime=True))
-    fast, _ = await timed_collect(WavFileMicrophone(path, realtime=False))
+    realtime = await arrival_times(WavFileMicrophone(path, realtime=True))
+    fast = await arrival_times(WavFileMicrophone(path, realtime=False))
 
-    assert 0.9 <= realtime < 2.0
-    assert fast < 0.3
+    assert realtime == pytest.approx([(i + 1) * FRAME_SECONDS for i in range(13)])
+    assert fast == [0.0] * 13
 
 
+@virtual_clock
 async def test_wav_microphone_realtime_lets_a_slow_consumer_catch_up(tmp_path: Path) -> None:
     # Pacing is scheduled by frame index: time lost in the consumer is not added to the total.
     mic = WavFileMicrophone(write_wav(tmp_path / "in.wav", ramp(10 * FRAME_SAMPLES)), realtime=True)
-    start = time.monotonic()
-    async with contextlib.aclosing(mic.frames()) as frames:
-        async for _ in frames:
-            time.sleep(0.04)  # noqa: ASYNC251 (a consumer busy for half of each 80 ms frame)
-    assert 0.75 <= time.monotonic() - start < 1.1
+
+    times = await arrival_times(mic, busy={0: 0.3, 5: 0.04})
+
+    # frames 2-4 were due while the consumer was busy with the first: they come at once after it
+    assert times == pytest.approx([0.08, 0.38, 0.38, 0.38, 0.4, 0.48, 0.56, 0.64, 0.72, 0.8])
 
 
 @pytest.mark.parametrize(
@@ -170,35 +179,40 @@ async def test_wav_speaker_writes_everything_played_in_order(tmp_path: Path) -> 
         await speaker.play(parts[0])
 
 
+@virtual_clock
 async def test_wav_speaker_realtime_play_takes_the_audio_duration(tmp_path: Path) -> None:
+    loop = asyncio.get_running_loop()
     speaker = WavFileSpeaker(tmp_path / "out.wav", 16000, realtime=True)
-    start = time.monotonic()
+    start = loop.time()
     await asyncio.wait_for(speaker.play(tone(0.5, 16000)), 2)
-    assert 0.45 <= time.monotonic() - start < 0.8
+    assert loop.time() - start == pytest.approx(0.5)
     speaker.close()
 
 
+@virtual_clock
 async def test_wav_speaker_stop_ends_plays_early_and_keeps_what_was_heard(tmp_path: Path) -> None:
+    loop = asyncio.get_running_loop()
     path = tmp_path / "out.wav"
     speaker = WavFileSpeaker(path, 16000, realtime=True)
     first, queued, later = tone(2.0, 16000), tone(1.0, 16000, hz=880), ramp(1600)
     plays = [asyncio.create_task(speaker.play(pcm)) for pcm in (first, queued)]
     await asyncio.sleep(0.3)
 
-    start = time.monotonic()
+    stopped_at = loop.time()
     speaker.stop()
     await asyncio.wait_for(asyncio.gather(*plays), 1)
-    assert time.monotonic() - start < 0.1
+    assert loop.time() == stopped_at  # both ended at once, without waiting for their audio
     await asyncio.wait_for(speaker.play(later), 1)  # stop() ends only what was already asked for
     speaker.close()
 
     _, _, written = read_wav(path)
     heard = written[: -len(later)]
     assert written.endswith(later)
-    assert 0.25 <= len(heard) / 32000 <= 0.45
+    assert len(heard) / 32000 == pytest.approx(0.3, abs=1 / 16000)  # nothing of the queued one
     assert first.startswith(heard)
 
 
+@virtual_clock
 async def test_wav_speaker_cancelled_play_keeps_what_was_heard(tmp_path: Path) -> None:
     path = tmp_path / "out.wav"
     speaker = WavFileSpeaker(path, 16000, realtime=True)
@@ -208,7 +222,7 @@ async def test_wav_speaker_cancelled_play_keeps_what_was_heard(tmp_path: Path) -
     with pytest.raises(asyncio.CancelledError):
         await play
     speaker.close()
-    assert 0.15 <= len(read_wav(path)[2]) / 32000 <= 0.35
+    assert len(read_wav(path)[2]) / 32000 == pytest.approx(0.2, abs=1 / 16000)
 
 
 # --- sounddevice adapters on a fake sounddevice module (no PortAudio needed) -------------------
@@ -421,15 +435,18 @@ async def test_speaker_feeds_the_callback_then_pads_with_silence(fake_sd: FakeSo
     assert stream.closed
 
 
+@virtual_clock
 async def test_speaker_play_waits_for_the_dac(fake_sd: FakeSoundDevice) -> None:
+    loop = asyncio.get_running_loop()
     speaker = SoundDeviceSpeaker(AudioConfig(), 16000)
     stream = fake_sd.streams[0]
     play = asyncio.create_task(speaker.play(ramp(100)))
     await settle()
-    start = time.monotonic()
+    pulled_at = loop.time()
     stream.pull(dac_ahead_seconds=0.2)
     await asyncio.wait_for(play, 1)
-    assert 0.18 <= time.monotonic() - start < 0.4
+    # the buffer reaches the DAC in 0.2 s, and the last of its 100 samples 6.25 ms after that
+    assert loop.time() - pulled_at == pytest.approx(0.2 + 100 / 16000)
     speaker.close()
 
 
@@ -456,14 +473,18 @@ async def test_speaker_stop_silences_the_next_block(fake_sd: FakeSoundDevice) ->
     speaker.close()
 
 
+@virtual_clock
 async def test_speaker_stop_ends_a_play_waiting_for_the_dac(fake_sd: FakeSoundDevice) -> None:
+    loop = asyncio.get_running_loop()
     speaker = SoundDeviceSpeaker(AudioConfig(), 16000)
     play = asyncio.create_task(speaker.play(ramp(100)))
     await settle()
     fake_sd.streams[0].pull(dac_ahead_seconds=0.9)
     await settle()
+    stopped_at = loop.time()
     speaker.stop()
-    await asyncio.wait_for(play, 0.1)
+    await asyncio.wait_for(play, 1)
+    assert loop.time() == stopped_at  # not 0.9 s later, when the DAC would have played it
     speaker.close()
 
 
@@ -672,6 +693,13 @@ async def record_speaker(seconds: float, rate_hz: int) -> bytes:
     return b"".join(chunks)
 
 
+RECORD_SECONDS = 2.0
+"""How long the stop tests record: a tone that is not cut off fills it (1.9 s after the start)."""
+CUT_SECONDS = 1.0
+"""Less tone than this was cut off: it played for ~0.3 s; not cut, it would fill the recording.
+A generous bound, so that a slow machine (a late ``stop()``) does not fail the test."""
+
+
 def loud_seconds(pcm: bytes, rate_hz: int) -> float:
     """How long the tone is audible (in 10 ms windows)."""
     window = rate_hz // 100
@@ -686,42 +714,44 @@ async def test_speaker_play_returns_once_played(pulse: PulseServer) -> None:
     assert isinstance(speaker, SoundDeviceSpeaker)
     recording = asyncio.create_task(record_speaker(1.2, 22050))
     await asyncio.sleep(0.1)
+    loop = asyncio.get_running_loop()
     try:
-        start = time.monotonic()
+        started = loop.time()
         await asyncio.wait_for(speaker.play(tone(0.5, 22050)), 3)
-        took = time.monotonic() - start
+        returned = loop.time()
     finally:
         speaker.close()
     heard = loud_seconds(await recording, 22050)
 
-    assert 0.5 <= took < 0.7
+    # Not before the sink has played it: a lower bound, which a slow machine cannot break (how
+    # soon after, play() returns is bench's business).
+    assert returned - started >= 0.5
     assert 0.45 <= heard <= 0.55
 
 
 @pytest.mark.audio
 async def test_speaker_stop_silences_it_at_once(pulse: PulseServer) -> None:
     speaker = SoundDeviceSpeaker(AudioConfig(output_device="PULSE"), 22050)
-    recording = asyncio.create_task(record_speaker(1.2, 22050))
+    recording = asyncio.create_task(record_speaker(RECORD_SECONDS, 22050))
     await asyncio.sleep(0.1)
     try:
         plays = [asyncio.create_task(speaker.play(tone(2.0, 22050))) for _ in range(2)]
         await asyncio.sleep(0.3)
-        start = time.monotonic()
         speaker.stop()
-        await asyncio.wait_for(asyncio.gather(*plays), 0.2)
-        assert time.monotonic() - start < 0.05
-        await asyncio.sleep(0.5)
+        await settle()
+        assert all(play.done() for play in plays)  # ended by stop(), not by their audio
+        await asyncio.sleep(RECORD_SECONDS - 0.4)
     finally:
         speaker.close()
     heard = loud_seconds(await recording, 22050)
 
-    assert 0.15 <= heard <= 0.45  # ~0.3 s, not 4 s
+    assert 0.15 <= heard < CUT_SECONDS  # ~0.3 s, not the rest of the recording
 
 
 @pytest.mark.audio
 async def test_speaker_cancelled_play_stops_the_sound(pulse: PulseServer) -> None:
     speaker = SoundDeviceSpeaker(AudioConfig(), 22050)
-    recording = asyncio.create_task(record_speaker(1.0, 22050))
+    recording = asyncio.create_task(record_speaker(RECORD_SECONDS, 22050))
     await asyncio.sleep(0.1)
     try:
         play = asyncio.create_task(speaker.play(tone(2.0, 22050)))
@@ -729,10 +759,10 @@ async def test_speaker_cancelled_play_stops_the_sound(pulse: PulseServer) -> Non
         play.cancel()
         with pytest.raises(asyncio.CancelledError):
             await play
-        await asyncio.sleep(0.4)
+        await asyncio.sleep(RECORD_SECONDS - 0.4)
     finally:
         speaker.close()
-    assert 0.15 <= loud_seconds(await recording, 22050) <= 0.45
+    assert 0.15 <= loud_seconds(await recording, 22050) < CUT_SECONDS  # ~0.3 s, not 1.9 s
 
 
 @pytest.mark.audio

@@ -28,7 +28,7 @@ from assistant.service.manifest import (
     load_manifest,
 )
 from assistant.service.models import fetch_command, format_status, list_command, status
-from tests.conftest import require_model
+from tests.support.models import require_model
 
 # --- a file server with Range support and injectable faults --------------------------------------
 

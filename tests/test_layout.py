@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import ast
+from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
 PACKAGE: Final = Path(__file__).resolve().parent.parent / "assistant"
 CORE: Final = PACKAGE / "core"
+TESTS: Final = PACKAGE.parent / "tests"
 
 FORBIDDEN_IN_CORE: Final = (
     # concurrency, sockets and I/O loops belong to the runtime
@@ -96,15 +98,21 @@ def _forbidden(module: str) -> str | None:
     return None
 
 
-def test_the_core_imports_no_io_vendor_or_outer_package() -> None:
-    modules = _modules(CORE)
-    assert len(modules) > 5, f"found only {modules} under {CORE}: is the walk broken?"
-    offenders = [
-        f"{path.relative_to(PACKAGE.parent)}:{line} imports {name}"
+def _offending_imports(folder: Path, offence: Callable[[str], str | None]) -> list[str]:
+    """``path:line imports module (why)`` for every import under ``folder`` that ``offence``
+    objects to (it returns why, or None)."""
+    modules = _modules(folder)
+    assert len(modules) > 5, f"found only {modules} under {folder}: is the walk broken?"
+    return [
+        f"{path.relative_to(PACKAGE.parent)}:{line} imports {name} ({why})"
         for path in modules
         for line, name in _imported(path.read_text(encoding="utf-8"), _package_of(path))
-        if _forbidden(name) is not None
+        if (why := offence(name)) is not None
     ]
+
+
+def test_the_core_imports_no_io_vendor_or_outer_package() -> None:
+    offenders = _offending_imports(CORE, _forbidden)
     assert not offenders, "the core must stay pure (STYLE.md §2):\n" + "\n".join(offenders)
 
 
@@ -162,3 +170,22 @@ def test_every_module_is_short_enough() -> None:
     assert not offenders, f"modules over {MAX_LINES} lines; split them:\n" + "\n".join(offenders)
     stale = sorted(name for name in TOO_LONG_FOR_NOW if lengths.get(name, 0) <= MAX_LINES)
     assert not stale, f"remove from TOO_LONG_FOR_NOW, they are short now: {stale}"
+
+
+def _harness_offence(module: str) -> str | None:
+    """Why a test module may not import ``module``: bench/ builds on tests/support/, never the
+    other way round; shared helpers live in tests/support/, not in conftest.py."""
+    if module == "bench" or module.startswith("bench."):
+        return "move what the test needs from bench/ to tests/support/"
+    if module in ("conftest", "tests.conftest") or module.startswith("tests.conftest."):
+        return "import helpers from tests/support/; conftest.py only provides fixtures"
+    return None
+
+
+def test_the_tests_import_neither_bench_nor_conftest() -> None:
+    offenders = _offending_imports(TESTS, _harness_offence)
+    assert not offenders, "\n".join(offenders)
+    names = {name for _, name in _imported("from bench.soak import soak\nimport conftest", "tests")}
+    assert {_harness_offence(name) for name in names} - {None}  # the check itself
+    assert _harness_offence("tests.support.soak") is None
+    assert _harness_offence("benchmark") is None

@@ -1,6 +1,6 @@
 """The service's life as systemd sees it: a real ``lingling run`` process with a fake notify
 socket and a real broker: READY once the models are loaded, WATCHDOG pings from the event loop,
-and on SIGTERM: STOPPING, ``offline`` published, exit 0 within a second."""
+and on SIGTERM: STOPPING, ``offline`` published, exit 0."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +21,10 @@ from tests.support.scenarios import Scenario, concat, silence, write_wav
 from tests.support.servers import FakeLlamaServer, FakeWhisperServer
 
 pytestmark = pytest.mark.models
+
+EXIT_GUARD_SECONDS = 10.0
+"""How long a stopping process may take before the test gives up on it (it takes well under 1 s;
+how long exactly is bench's business)."""
 
 
 @pytest.fixture
@@ -67,22 +70,18 @@ async def test_ready_watchdog_and_a_clean_stop_on_sigterm(
         async with Subscriber(broker, "lingling/hall/availability") as watcher:
             messages: list[str] = []
 
-            def heard(text: str) -> bool:
+            def heard(text: str, more_than: int = 0) -> bool:
                 messages.extend(datagrams(notify_socket))
-                return any(text in m for m in messages)
+                return sum(text in m for m in messages) > more_than
 
             await eventually(lambda: heard("READY=1"), 20.0, "READY=1")
             await eventually(lambda: heard("WATCHDOG=1"), 2.0, "a watchdog ping")
             await eventually(lambda: watcher.texts("lingling/hall/availability")[-1:] == ["online"])
             pings = sum("WATCHDOG=1" in m for m in messages)
-            await asyncio.sleep(0.5)
-            heard("")
-            assert sum("WATCHDOG=1" in m for m in messages) > pings  # it keeps pinging
+            await eventually(lambda: heard("WATCHDOG=1", pings), 2.0, "another ping")  # it goes on
 
-            started = time.monotonic()
             process.send_signal(signal.SIGTERM)
-            code = await asyncio.to_thread(process.wait, 5)
-            assert time.monotonic() - started < 1.0
+            code = await asyncio.to_thread(process.wait, EXIT_GUARD_SECONDS)
             assert code == 0
             assert heard("STOPPING=1")
             await eventually(lambda: watcher.texts("lingling/hall/availability")[-1] == "offline")
@@ -117,10 +116,8 @@ async def test_a_signal_mid_turn_cancels_it_and_exits_cleanly(
             async with Subscriber(broker, "lingling/hall/#") as watcher:
                 states = "lingling/hall/state"
                 await eventually(lambda: "thinking" in watcher.texts(states), 20.0, "thinking")
-                started = time.monotonic()
                 process.send_signal(signum)
-                code = await asyncio.to_thread(process.wait, 5)
-                assert time.monotonic() - started < 1.0
+                code = await asyncio.to_thread(process.wait, EXIT_GUARD_SECONDS)
                 assert code == 0
                 available = "lingling/hall/availability"
                 await eventually(lambda: watcher.texts(available)[-1] == "offline")

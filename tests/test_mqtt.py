@@ -566,14 +566,15 @@ async def test_without_a_broker_it_works_on_warns_once_and_connects_later(
             broker.stop()
 
 
-async def test_stop_is_quick_with_or_without_a_broker(broker: Broker, tmp_path: Path) -> None:
+async def test_stop_returns_and_pahos_thread_ends_with_or_without_a_broker(
+    broker: Broker, tmp_path: Path
+) -> None:
     for config in (mqtt_config(broker), mqtt_config(Broker(tmp_path / "none"))):
         bridge = MqttBridge(config, on_request=print, loop=asyncio.get_running_loop())
         bridge.start()
         await asyncio.sleep(0.2)  # connected, or waiting to try again
-        started = time.monotonic()
         await asyncio.wait_for(bridge.stop(), 1)
-        assert time.monotonic() - started < 0.6
+        assert not bridge.connected
         await eventually(lambda: not paho_threads(), 3.0, "paho's thread ended")
 
 

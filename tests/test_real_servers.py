@@ -37,7 +37,7 @@ from assistant.core.audioformat import to_wav
 from assistant.core.conversation import Conversation
 from assistant.core.ports import ChatChunk
 from assistant.core.sentences import SentenceSplitter
-from tests.conftest import require_model
+from tests.support.models import require_model
 from tests.support.servers import FakeLlamaServer, FakeWhisperServer
 
 pytestmark = pytest.mark.servers

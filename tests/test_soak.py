@@ -1,12 +1,12 @@
-"""The soak in its short form (bench/soak.py runs the full 10,000 turns): many turns through the
-real runtime and HTTP clients against the loopback servers, failures injected, with no growth
-in memory or threads."""
+"""The soak in its short form (``python -m bench.soak`` runs the full 10,000 turns): many turns
+through the real runtime and HTTP clients against the loopback servers, failures injected, with no
+growth in memory or threads."""
 
 from __future__ import annotations
 
 import asyncio
 
-from bench.soak import GROWTH_TARGET_MB, OUTCOMES, soak
+from tests.support.soak import GROWTH_TARGET_MB, OUTCOMES, soak
 
 TURNS = 400
 FAIL_EVERY = 20

@@ -10,7 +10,7 @@ import pytest
 from assistant.adapters.piper import PiperSynthesizer
 from assistant.config import TtsConfig
 from assistant.errors import ConfigError, ModelError
-from tests.conftest import require_model
+from tests.support.models import require_model
 
 VOICE = "piper/tone_voice.onnx"
 

@@ -14,7 +14,7 @@ from assistant.config import VadConfig
 from assistant.core.audioformat import FRAME_SAMPLES, FRAME_SECONDS, SAMPLE_RATE_HZ
 from assistant.core.endpointer import Endpoint, Endpointer
 from assistant.errors import ConfigError, ModelError
-from tests.conftest import require_model
+from tests.support.models import require_model
 from tests.support.scenarios import (
     Audio,
     Scenario,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 import wave
 from collections.abc import AsyncGenerator
 from pathlib import Path
@@ -53,7 +52,8 @@ class WavFileMicrophone:
     """Frames from a 16 kHz mono 16-bit WAV; the last frame is padded with silence.
 
     ``realtime=True`` delivers frame *i* when it would have been complete on a real microphone
-    (``start + (i + 1) * FRAME_SECONDS`` on the monotonic clock, so no drift accumulates);
+    (``start + (i + 1) * FRAME_SECONDS`` on the event loop's clock, so no drift accumulates and
+    a consumer that fell behind catches up);
     ``realtime=False`` delivers frames as fast as the consumer takes them. Each ``frames()``
     call reads the file from the start.
     """
@@ -70,8 +70,9 @@ class WavFileMicrophone:
 
     async def frames(self) -> AsyncGenerator[bytes, None]:
         wav = _open_checked(self.path)
+        loop = asyncio.get_running_loop()
         try:
-            start = time.monotonic()
+            start = loop.time()
             index = 0
             while True:
                 frame = wav.readframes(FRAME_SAMPLES)
@@ -81,7 +82,7 @@ class WavFileMicrophone:
                     frame += bytes(FRAME_BYTES - len(frame))
                 index += 1
                 if self._realtime:
-                    await asyncio.sleep(max(0.0, start + index * FRAME_SECONDS - time.monotonic()))
+                    await asyncio.sleep(max(0.0, start + index * FRAME_SECONDS - loop.time()))
                 else:
                     await asyncio.sleep(0)  # let other tasks run between frames
                 yield frame
@@ -93,8 +94,9 @@ class WavFileSpeaker:
     """Appends everything played, in order, to a 16-bit mono WAV at ``sample_rate_hz``.
 
     The header is rewritten after each play, so the file is valid between plays even if the
-    process is killed. ``realtime=True`` makes ``play`` take the audio's duration; a play cut
-    short by ``stop()`` (or cancelled) writes only the part that was "heard" up to then.
+    process is killed. ``realtime=True`` makes ``play`` take the audio's duration on the event
+    loop's clock; a play cut short by ``stop()`` (or cancelled) writes only the part that was
+    "heard" up to then.
     ``realtime=False`` writes at once and returns. Call ``close()`` when done.
     """
 
@@ -125,16 +127,17 @@ class WavFileSpeaker:
             if not self._realtime:
                 self._append(pcm)
                 return
-            start = time.monotonic()
+            loop = asyncio.get_running_loop()
+            start = loop.time()
             heard = pcm
             try:
                 async with asyncio.timeout(pcm_seconds(pcm, self.sample_rate_hz)):
                     await stop.wait()
-                heard = self._heard(pcm, time.monotonic() - start)
+                heard = self._heard(pcm, loop.time() - start)
             except TimeoutError:
                 pass  # played in full
             except asyncio.CancelledError:
-                heard = self._heard(pcm, time.monotonic() - start)
+                heard = self._heard(pcm, loop.time() - start)
                 raise
             finally:
                 self._append(heard)

@@ -6,11 +6,12 @@ Each server runs a ``ThreadingHTTPServer`` on 127.0.0.1 with a free port in a da
         transcriber = WhisperTranscriber(SttConfig(url=whisper.v1_url))
 
 They answer like the real servers (checked against whisper.cpp 1.9.1's ``whisper-server`` and
-llama.cpp's ``llama-server``, see tests/test_real_servers.py) and record every request with
-``time.monotonic()`` stamps, so tests can compare them with the client's own clock. Public
+llama.cpp's ``llama-server``, see tests/test_real_servers.py) and record every request. Public
 attributes set before or during a test inject faults: ``delay_seconds``, ``error_status``,
-``hang`` / ``stall_after_tokens`` (released by ``stop()``). ``FakeLlamaServer.script`` scripts
-replies per request, tool calls included (``FakeReply``, ``FakeToolCall``).
+``hang`` / ``stall_after_tokens`` (released by ``stop()``). A request the server holds notices
+when its client hangs up (a timed-out or cancelled request) and counts it in ``hang_ups``.
+``FakeLlamaServer.script`` scripts replies per request, tool calls included (``FakeReply``,
+``FakeToolCall``); ``hold_after_tokens`` pauses a stream until ``resume()``.
 """
 
 from __future__ import annotations
@@ -20,12 +21,13 @@ import io
 import json
 import random
 import re
+import select
 import socket
 import string
 import threading
 import time
 import wave
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -34,6 +36,8 @@ from typing import Any, ClassVar, Final, Self
 JSON_TYPE: Final = "application/json"
 LLAMA_JSON_TYPE: Final = "application/json; charset=utf-8"
 LLAMA_FINGERPRINT: Final = "b1-0000000"
+HANG_UP_POLL_SECONDS: Final = 0.02
+"""How often a held request looks whether its client has closed the connection."""
 
 
 class _HttpServer(ThreadingHTTPServer):
@@ -63,9 +67,19 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, like cpp-httplib
     disable_nagle_algorithm = True  # headers and body go out in separate writes
     server: _HttpServer
+    hung_up = False
+    """The client closed the connection while the server held its request."""
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
+
+    def peer_closed(self) -> bool:
+        """Whether the client has closed the connection (it sends nothing while it waits)."""
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+        except OSError:
+            return True
 
     def do_GET(self) -> None:
         self.server.owner.handle(self, "GET")
@@ -112,9 +126,12 @@ class LoopbackServer:
         """Answer every API request with this HTTP status and the server's error body."""
         self.garbage: bytes | None = None
         """Answer every API request with 200 and this body (not what the client expects)."""
-        self._released = threading.Event()
+        self._changed = threading.Condition()  # held requests wait on it
+        self._releases = 0  # release() calls so far
+        self._stopped = False
         self._arrivals = threading.Condition()
         self._arrived = 0
+        self._hang_ups = 0
         self._httpd: _HttpServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -133,9 +150,16 @@ class LoopbackServer:
         """The base URL an OpenAI client needs."""
         return f"{self.url}/v1"
 
+    @property
+    def hang_ups(self) -> int:
+        """Requests whose client closed the connection while the server held them."""
+        with self._arrivals:
+            return self._hang_ups
+
     def start(self, port: int = 0) -> Self:
         """Serve on ``port`` (0: a free one; a stopped server can start again on its old port)."""
-        self._released.clear()
+        with self._changed:
+            self._stopped = False
         self._httpd = _HttpServer(self, port)
         self._thread = threading.Thread(
             target=self._httpd.serve_forever,
@@ -148,15 +172,18 @@ class LoopbackServer:
 
     def release(self) -> None:
         """Let go of requests held by ``hang`` or ``delay_seconds`` (they answer nothing)."""
-        self._released.set()
-        self._released.clear()
+        with self._changed:
+            self._releases += 1
+            self._changed.notify_all()
 
     def stop(self) -> None:
         """Stop serving, release hung requests and close every connection."""
         httpd, self._httpd = self._httpd, None
         if httpd is None:
             return
-        self._released.set()
+        with self._changed:
+            self._stopped = True
+            self._changed.notify_all()
         httpd.shutdown()
         with httpd.connections_lock:
             connections = list(httpd.connections)
@@ -178,11 +205,32 @@ class LoopbackServer:
     ) -> None:
         self.stop()
 
-    def wait(self, seconds: float | None) -> bool:
-        """Sleep up to ``seconds`` (None: until ``stop()``); True when ``stop()`` cut it short."""
-        if seconds is not None and seconds <= 0:
-            return self._released.is_set()
-        return self._released.wait(seconds)
+    def wait(
+        self,
+        seconds: float | None,
+        handler: _Handler | None = None,
+        *,
+        until: Callable[[], bool] | None = None,
+    ) -> bool:
+        """Hold a request up to ``seconds`` (None: for good); True when cut short: by ``stop()``,
+        ``release()``, ``until()`` becoming true or, given the request's ``handler``, by its
+        client hanging up (then ``handler.hung_up`` is set and the hang-up counted)."""
+        deadline = None if seconds is None else time.monotonic() + seconds
+        with self._changed:
+            releases = self._releases
+            while True:
+                if self._stopped or self._releases != releases or (until and until()):
+                    return True
+                if handler is not None and handler.peer_closed():
+                    handler.hung_up = True
+                    self._note(hang_up=True)
+                    return True
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                if handler is not None:
+                    left = HANG_UP_POLL_SECONDS if left is None else min(left, HANG_UP_POLL_SECONDS)
+                self._changed.wait(left)
 
     def wait_for_requests(self, count: int = 1, timeout_seconds: float = 1.0) -> None:
         """Block until ``count`` API requests have arrived (call it via ``asyncio.to_thread``)."""
@@ -190,10 +238,25 @@ class LoopbackServer:
             if not self._arrivals.wait_for(lambda: self._arrived >= count, timeout_seconds):
                 raise TimeoutError(f"{self._arrived} of {count} requests arrived")
 
-    def _note_arrival(self) -> None:
+    def wait_for_hang_ups(self, count: int = 1, timeout_seconds: float = 1.0) -> None:
+        """Block until the clients of ``count`` held requests have hung up (via ``to_thread``)."""
         with self._arrivals:
-            self._arrived += 1
+            if not self._arrivals.wait_for(lambda: self._hang_ups >= count, timeout_seconds):
+                raise TimeoutError(f"{self._hang_ups} of {count} clients hung up")
+
+    def _note(self, *, hang_up: bool = False) -> None:
+        """Count an API request's arrival, or a held request's client hanging up."""
+        with self._arrivals:
+            if hang_up:
+                self._hang_ups += 1
+            else:
+                self._arrived += 1
             self._arrivals.notify_all()
+
+    def _notify_held(self) -> None:
+        """Wake held requests to look at ``until()`` again."""
+        with self._changed:
+            self._changed.notify_all()
 
     def handle(self, handler: _Handler, method: str) -> None:
         raise NotImplementedError
@@ -275,11 +338,11 @@ class FakeWhisperServer(LoopbackServer):
                 client_port=int(handler.client_address[1]),
             )
         )
-        self._note_arrival()
+        self._note()
         if self.hang:
-            self.wait(None)
+            self.wait(None, handler)
             return
-        if self.wait(self.delay_seconds):
+        if self.wait(self.delay_seconds, handler):
             return
         if self.garbage is not None:
             handler.answer(200, self.garbage, "application/json")
@@ -357,6 +420,7 @@ class LlamaRequest:
     chunks: list[dict[str, Any]] = field(default_factory=list)
     """Every JSON object sent as ``data:`` in a stream."""
     client_disconnected: bool = False
+    """The client closed the connection before the answer was complete."""
 
 
 _TOKEN: Final = re.compile(r"\s*\S+|\s+")
@@ -453,9 +517,17 @@ class FakeLlamaServer(LoopbackServer):
         """Send llama.cpp's in-stream ``data: {"error": ...}`` after this many content tokens."""
         self.stall_after_tokens: int | None = None
         """Stop sending after this many content tokens until ``stop()`` (a stuck stream)."""
+        self.hold_after_tokens: int | None = None
+        """Pause the stream after this many content tokens until ``resume()``, then go on."""
+        self._resumed = threading.Event()
         self.requests: list[LlamaRequest] = []
         self._cached_prompt: list[str] = []
         self._mutex = threading.Lock()  # one slot
+
+    def resume(self) -> None:
+        """Let streams paused by ``hold_after_tokens`` go on (and pause no later one)."""
+        self._resumed.set()
+        self._notify_held()
 
     def handle(self, handler: _Handler, method: str) -> None:
         path = handler.path.split("?", 1)[0]
@@ -514,11 +586,12 @@ class FakeLlamaServer(LoopbackServer):
     def _complete(self, handler: _Handler, path: str, body: dict[str, Any]) -> None:
         request = LlamaRequest(path=path, body=body, arrived_at=time.monotonic())
         self.requests.append(request)
-        self._note_arrival()
+        self._note()
         if self.hang:
-            self.wait(None)
+            request.client_disconnected = self.wait(None, handler) and handler.hung_up
             return
-        if self.wait(self.delay_seconds + self.first_token_delay_seconds):
+        if self.wait(self.delay_seconds + self.first_token_delay_seconds, handler):
+            request.client_disconnected = handler.hung_up
             return
         if self.garbage is not None:
             handler.answer(200, self.garbage, "text/event-stream")
@@ -599,9 +672,16 @@ class FakeLlamaServer(LoopbackServer):
                     return
                 if sent == self.stall_after_tokens:
                     writer.send(first)
-                    self.wait(None)
+                    self.wait(None, handler)
+                    request.client_disconnected = handler.hung_up
                     return
-                if sent and interval and self.wait(interval):
+                if sent == self.hold_after_tokens:
+                    self.wait(None, handler, until=self._resumed.is_set)
+                    if handler.hung_up:
+                        request.client_disconnected = True
+                        return
+                if sent and interval and self.wait(interval, handler):
+                    request.client_disconnected = handler.hung_up
                     return
                 writer.send([*first, meta.chunk(delta)])
                 first = []
