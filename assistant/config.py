@@ -11,7 +11,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, Literal
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
@@ -105,8 +105,21 @@ class VadConfig(_Section):
     margin_seconds: Annotated[float, _between(0.0, 1.0)] = 0.16
     """Audio kept before and after the speech in the upload."""
     speculate_seconds: Annotated[float, _between(0.0, 5.0)] = 0.16
-    """After this much silence the command is transcribed already, in case it has ended; if
-    speech resumes the result is dropped. 0 turns it off."""
+    """A pause: after this much silence the command is transcribed already, in case it has ended
+    (with ``end_of_turn: smart`` the end is decided and the reply prepared here too); if speech
+    resumes it is all dropped. 0 turns it off."""
+    end_of_turn: Literal["smart", "silence"] = "smart"
+    """``smart``: at each pause, weigh the end-of-turn model and the words of the early
+    transcript, and prepare the reply (held until the end is confirmed); ``silence``: the
+    command ends after ``silence_seconds``, whatever was said."""
+    turn_model: str = "smart-turn-v3.2-cpu"
+    """End-of-turn model (Smart Turn ONNX): a name in ``<models_dir>/turn``, or a path."""
+    turn_threshold: Fraction = 0.5
+    """``smart``: the end-of-turn probability that ends a turn at a pause when the words say
+    neither complete nor unfinished."""
+    max_pause_seconds: Annotated[float, _between(0.1, 10.0)] = 1.5
+    """``smart``: how long a pause may last when the words say the sentence is unfinished ("set
+    a timer for …")."""
 
 
 class AudioConfig(_Section):
@@ -131,7 +144,11 @@ class LlmConfig(_Section):
     url: Url = "http://127.0.0.1:8081/v1"
     """llama.cpp server (OpenAI-compatible API)."""
     model: str = "default"
-    system_prompt: str = "You are Lingling, a helpful voice assistant. Answer briefly."
+    system_prompt: str = (
+        "You are Lingling, a voice assistant in a home. Answer in one or two short spoken "
+        "sentences, without lists or markdown."
+    )
+    """What the model is told first: the reply is spoken, so short and without formatting."""
     history_turns: Annotated[int, Field(ge=0, le=100)] = 6
     """Earlier exchanges sent along with each question."""
     history_chars: Annotated[int, Field(ge=0, le=100_000)] = 4000

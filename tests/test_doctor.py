@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 import yaml
 
+from assistant.adapters.endpoints import server_root
 from assistant.service.checks import Check, Status
 from assistant.service.doctor import print_report, run_checks
-from assistant.service.probes import server_root
 from tests.support.servers import FakeLlamaServer, FakeWhisperServer, LoopbackServer
 
 SECRET = "correct-horse-battery-staple"
@@ -197,6 +197,10 @@ def test_a_broken_setup_names_every_problem_with_its_fix(tmp_path: Path) -> None
             f"lingling models fetch {c} wake hey_jarvis",
         ),
         "Silero VAD": ("vad.model: no model 'silero_vad'", f"lingling models fetch {c} vad"),
+        "end-of-turn model": (
+            "vad.turn_model: no model 'smart-turn-v3.2-cpu'",
+            f"lingling models fetch {c} turn, or set vad.end_of_turn: silence",
+        ),
         "Piper voice en_US-lessac-medium": (
             "tts.voice: no model 'en_US-lessac-medium'",
             f"lingling models fetch {c} voice en_US-lessac-medium",
@@ -229,7 +233,7 @@ def test_a_broken_setup_names_every_problem_with_its_fix(tmp_path: Path) -> None
         assert fix in check.fix, check
         assert f"✗ {name}: {check.detail}\n    fix: {check.fix}\n" in text
     assert checks["audio output"].status is Status.PASS
-    assert text.splitlines()[-1] == "2 passed, 8 failed"
+    assert text.splitlines()[-1] == "2 passed, 9 failed"
 
 
 @pytest.mark.models
@@ -443,6 +447,7 @@ def test_a_good_setup_passes_every_check(
         "wake word hey_jarvis",
         "openWakeWord",
         "Silero VAD",
+        "end-of-turn model",
         "Piper voice tone_voice",
         "audio input",
         "audio output",
@@ -452,10 +457,11 @@ def test_a_good_setup_passes_every_check(
     ]
     lines = text.splitlines()
     assert all(line.startswith("✓ ") for line in lines[:-1]), text
-    assert lines[-1] == "10 passed, 0 failed"
+    assert lines[-1] == "11 passed, 0 failed"
     details = {check.name: check.detail for check in checks}
     assert details["config"] == f"{config} loads; models in {models_dir.resolve()}"
     assert details["openWakeWord"].startswith("hey_jarvis loaded and ran")
+    assert details["end-of-turn model"].startswith("smart-turn-v3.2-cpu loaded and ran")
     assert details["Piper voice tone_voice"].startswith("22050 Hz, said 'Hello.' in ")
     assert details["audio input"] == "USB Mic (audio.input_device 'usb mic')"
     assert details["audio output"] == "Speakers (the default)"

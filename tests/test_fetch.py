@@ -363,6 +363,7 @@ def test_the_manifest_selects_groups_and_names() -> None:
         ("voice", "en_US-lessac-medium"),
         ("whisper", "base.en"),
         ("llm", "qwen2.5-1.5b-instruct-q4_k_m"),
+        ("turn", "smart-turn-v3.2-cpu"),
     ]
     assert [e.name for e in manifest.select("whisper", ["small.en", "tiny.en"])] == [
         "small.en",
@@ -387,6 +388,7 @@ def test_the_manifest_is_complete_and_points_at_official_places() -> None:
         "https://huggingface.co/rhasspy/piper-voices/resolve/v1.0.0/",
         "https://huggingface.co/ggerganov/whisper.cpp/resolve/main/",
         "https://huggingface.co/Qwen/Qwen2.5-1.5B-Instruct-GGUF/resolve/main/",
+        "https://huggingface.co/pipecat-ai/smart-turn-v3/resolve/main/",
     )
 
     assert len({f.dest for f in files}) == len(files)

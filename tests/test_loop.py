@@ -316,7 +316,7 @@ async def test_home_automation_follows_a_turn_over_mqtt(
         assert late.received("homeassistant/device/lingling_den/config")[0].json()["dev"]
 
 
-STORY = " ".join(["Once upon a time a small robot lived in a quiet kitchen."] * 6)
+STORY = " ".join(["Once upon a time a small robot lived in a quiet kitchen."] * 12)
 
 
 @pytest.mark.parametrize("barge_in", [True, False], ids=["barge-in", "no-barge-in"])

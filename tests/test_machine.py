@@ -59,7 +59,8 @@ from assistant.core.events import (
     WakeWordToggled,
 )
 from assistant.core.intents import MqttAction
-from assistant.core.machine import DEAF_TAIL_SECONDS, Assistant, Timeouts
+from assistant.core.machine import DEAF_TAIL_SECONDS, Assistant
+from assistant.core.timeouts import Timeouts
 
 P = Phase
 TIMEOUTS = Timeouts(

@@ -24,6 +24,7 @@ from openai import (
     omit,
 )
 
+from assistant.adapters.endpoints import server_root
 from assistant.config import LlmConfig
 from assistant.core.ports import ChatChunk, Message, ToolCall
 from assistant.errors import ChatError
@@ -63,6 +64,18 @@ def openai_client(
     )
 
 
+async def warm_up(client: AsyncOpenAI, url: str) -> bool:
+    """Open a connection to the server now (``GET /health``), so that the first turn does not
+    pay for it; True when the server answered. A server that is not there yet is the first
+    turn's business: it is reported then."""
+    try:
+        response = await client.get(server_root(url) + "/health", cast_to=httpx2.Response)
+    except (OpenAIError, httpx2.HTTPError) as err:
+        _LOGGER.debug("warming up %s: %s", url, err)
+        return False
+    return response.is_success
+
+
 def describe_api_error(err: BaseException, server: str, url: str) -> str:
     """One line saying what went wrong talking to ``server`` at ``url``."""
     if isinstance(err, APITimeoutError | httpx2.TimeoutException):
@@ -93,6 +106,10 @@ class LlamaChat:
     def __init__(self, config: LlmConfig, *, http_client: httpx2.AsyncClient | None = None) -> None:
         self._config = config
         self._client = openai_client(config.url, config.timeout_seconds, http_client)
+
+    async def warm_up(self) -> bool:
+        """Connect now, so the first turn does not pay for it."""
+        return await warm_up(self._client, self._config.url)
 
     async def stream(
         self, messages: Sequence[Message], tools: Sequence[Mapping[str, Any]] | None = None

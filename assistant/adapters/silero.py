@@ -63,7 +63,8 @@ class SileroVad:
         _LOGGER.debug("Loaded Silero VAD from %s", path)
 
     def process(self, frame: bytes) -> float:
-        """Speech probability (0..1): the highest of the windows this frame completed."""
+        """Speech probability (0..1) of the last window this frame completed: the freshest
+        (the highest of the frame's windows would hold on to speech up to 40 ms after it ends)."""
         if len(frame) % SAMPLE_WIDTH_BYTES:
             raise ValueError("frame must hold whole int16 samples")
         samples = np.frombuffer(frame, dtype=np.int16)
@@ -71,7 +72,7 @@ class SileroVad:
             self._floats = np.empty(samples.size, np.float32)
         floats = self._floats
         np.multiply(samples, _INT16_SCALE, out=floats)
-        best = -1.0
+        last = -1.0
         start = 0
         while start < floats.size:
             take = min(WINDOW_SAMPLES - self._filled, floats.size - start)
@@ -80,9 +81,9 @@ class SileroVad:
             start += take
             if self._filled == WINDOW_SAMPLES:
                 self._filled = 0
-                best = max(best, self._infer())
-        if best >= 0.0:
-            self._probability = best
+                last = self._infer()
+        if last >= 0.0:
+            self._probability = last
         return self._probability
 
     def reset(self) -> None:

@@ -13,7 +13,7 @@ from typing import Final
 import httpx2
 from openai import OpenAIError, omit
 
-from assistant.adapters.llama import describe_api_error, openai_client
+from assistant.adapters.llama import describe_api_error, openai_client, warm_up
 from assistant.config import SttConfig
 from assistant.core.audioformat import SAMPLE_WIDTH_BYTES, pcm_seconds, to_wav
 from assistant.errors import TranscriptionError
@@ -37,6 +37,10 @@ class WhisperTranscriber:
     def __init__(self, config: SttConfig, *, http_client: httpx2.AsyncClient | None = None) -> None:
         self._config = config
         self._client = openai_client(config.url, config.timeout_seconds, http_client)
+
+    async def warm_up(self) -> bool:
+        """Connect now, so the first turn does not pay for it."""
+        return await warm_up(self._client, self._config.url)
 
     async def transcribe(self, pcm: bytes) -> str:
         """The text spoken in 16 kHz mono int16 ``pcm``; "" for none.

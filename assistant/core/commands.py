@@ -8,6 +8,7 @@ from enum import StrEnum
 
 from assistant.core.events import RecognizedIntent
 from assistant.core.intents import MqttAction
+from assistant.core.turn_end import EndReason, Words
 
 
 class Phase(StrEnum):
@@ -90,8 +91,25 @@ class Speculate:
 
 
 @dataclass(frozen=True, slots=True)
+class WeighWords:
+    """Tell the endpointer what the words at this pause say (it may end the command now)."""
+
+    turn: int
+    words: Words
+
+
+@dataclass(frozen=True, slots=True)
+class PrepareReply:
+    """Start answering ``text`` already, holding every sound and every action until the command
+    is confirmed (``Reply`` with the same text) or dropped."""
+
+    turn: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class DropSpeculation:
-    """Speech went on: the early transcript is of no use."""
+    """Speech went on: the early transcript and the prepared reply are of no use."""
 
     turn: int
 
@@ -102,6 +120,8 @@ class Transcribe:
 
     turn: int
     pcm: bytes
+    reason: EndReason | None = None
+    """Why the command was taken to be over."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +223,8 @@ Command = (
     | PlayEarcon
     | StartListening
     | Speculate
+    | WeighWords
+    | PrepareReply
     | DropSpeculation
     | Transcribe
     | Reply

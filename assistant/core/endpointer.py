@@ -1,8 +1,10 @@
-"""The end of a command, decided from per-frame speech probabilities.
+"""The end of a command, decided from per-frame speech probabilities and, at pauses, evidence.
 
 ``Endpointer`` turns the stream of probabilities into "speech started", "speech ended" and "no
 speech", and says which frames to upload. It does no I/O and reads no clock: one ``process`` call
-is one 80 ms frame.
+is one 80 ms frame. With a ``TurnPolicy`` the end comes from ``turn_end.decide`` on the evidence
+given to ``weigh`` at each pause (the audio model's probability, the words); without one, from a
+fixed silence.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Final
 
 from assistant.config import VadConfig
 from assistant.core.audioformat import FRAME_SECONDS
+from assistant.core.turn_end import EndReason, TurnPolicy, Words, decide
 
 HYSTERESIS: Final = 0.15
 """Once a frame is speech, the following frames stay speech until the probability drops this far
@@ -25,11 +28,11 @@ before a pause, is not worth a request that the one-at-a-time whisper server mus
 class Endpoint(StrEnum):
     SPEECH_STARTED = "speech_started"
     SPEECH_ENDED = "speech_ended"
-    """Trailing silence reached, or ``max_command_seconds`` reached."""
+    """The command is over (``Endpointer.reason`` says why)."""
     NO_SPEECH = "no_speech"
     """No speech for ``no_speech_seconds``: give up."""
     SPEECH_PAUSED = "speech_paused"
-    """``speculate_seconds`` of silence after speech: perhaps the end (transcribe early)."""
+    """A short silence after speech: perhaps the end (weigh the evidence, transcribe early)."""
     SPEECH_RESUMED = "speech_resumed"
     """Speech again after SPEECH_PAUSED: it was only a pause."""
 
@@ -46,12 +49,13 @@ class Endpointer:
     Frame indices count the frames given to ``process``, from 0. A frame is speech at
     ``threshold`` or above; once in speech it stays speech until below ``threshold - 0.15``.
     Speech starts after ``min_speech_seconds`` of speech frames in a row (the first of them is
-    the start) and ends after ``silence_seconds`` of silence or ``max_command_seconds`` after the
-    start. Without a start within ``no_speech_seconds`` it gives up. After the end it ignores
-    everything.
+    the start) and ends after ``silence_seconds`` of silence (with a policy: when ``decide``
+    says so) or ``max_command_seconds`` after the start. Without a start within
+    ``no_speech_seconds`` it gives up. After the end it ignores everything.
     """
 
-    def __init__(self, config: VadConfig) -> None:
+    def __init__(self, config: VadConfig, policy: TurnPolicy | None = None) -> None:
+        self._policy = policy
         self._on = config.threshold
         self._off = config.threshold - HYSTERESIS
         self._min_speech = _frames(config.min_speech_seconds, minimum=1)
@@ -61,9 +65,14 @@ class Endpointer:
         self._margin = _frames(config.margin_seconds)
         # A pause is announced once the upload's trailing margin is complete, and only when it
         # comes before the end: the audio to upload is then the same as at the end.
-        speculate = _frames(config.speculate_seconds)
+        pause_seconds = policy.pause_seconds if policy is not None else config.speculate_seconds
+        speculate = _frames(pause_seconds)
         self._speculate = max(speculate, self._margin) if speculate else 0
         self._paused = False
+        self._audio: float | None = None  # the evidence gathered at this pause
+        self._words: Words | None = None
+        self.reason: EndReason | None = None
+        """Why the command ended (once SPEECH_ENDED was returned)."""
         self._frames = 0
         self._speech = False  # the last frame was speech (hysteresis state)
         self._run_start = 0  # first frame of the current run of speech frames
@@ -107,17 +116,43 @@ class Endpointer:
                 return Endpoint.NO_SPEECH
             return None
         self._silent = 0 if self._speech else self._silent + 1
-        if self._silent >= self._silence or self._frames - self._start >= self._max_command:
-            self._done = True
-            return Endpoint.SPEECH_ENDED
+        if self._frames - self._start >= self._max_command:
+            return self._end(EndReason.LENGTH)
+        if self._policy is None:
+            if self._silent >= self._silence:
+                return self._end(EndReason.SILENCE)
+        elif self._silent and (reason := self._decide()) is not None:
+            return self._end(reason)
         if self._speech and self._paused:
             self._paused = False
+            self._audio = self._words = None
             return Endpoint.SPEECH_RESUMED
         long_enough = self._last_speech - self._start + 1 >= MIN_SPECULATION_FRAMES
         if 0 < self._speculate < self._silence and self._silent == self._speculate and long_enough:
             self._paused = True
             return Endpoint.SPEECH_PAUSED
         return None
+
+    def weigh(self, *, audio: float | None = None, words: Words | None = None) -> Endpoint | None:
+        """Evidence about the pause in progress; SPEECH_ENDED when it settles the end now."""
+        if self._done or not self._paused or self._policy is None:
+            return None
+        if audio is not None:
+            self._audio = audio
+        if words is not None:
+            self._words = words
+        reason = self._decide()
+        return self._end(reason) if reason is not None else None
+
+    def _decide(self) -> EndReason | None:
+        assert self._policy is not None
+        silence_seconds = round(self._silent * FRAME_SECONDS, 6)
+        return decide(silence_seconds, self._audio, self._words, self._policy)
+
+    def _end(self, reason: EndReason) -> Endpoint:
+        self._done = True
+        self.reason = reason
+        return Endpoint.SPEECH_ENDED
 
     def command_frames(self) -> slice:
         """Frames to upload: from the start minus the margin to the last speech frame plus the

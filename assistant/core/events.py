@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from assistant.core.intents import MqttAction
+from assistant.core.turn_end import EndReason, Words
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +66,8 @@ class SpeechResumed:
 class SpeechEnded:
     turn: int
     pcm: bytes
+    reason: EndReason | None = None
+    """Why the command was taken to be over (the words, the audio, the silence…)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +89,15 @@ class EarconFinished:
 class Transcribed:
     turn: int
     text: str
+
+
+@dataclass(frozen=True, slots=True)
+class PauseTranscribed:
+    """The transcript of the command so far, made at a pause, and what its words say."""
+
+    turn: int
+    text: str
+    words: Words
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +204,7 @@ Event = (
     | NoSpeechHeard
     | EarconFinished
     | Transcribed
+    | PauseTranscribed
     | IntentRecognized
     | IntentNotRecognized
     | ToolCallRefused

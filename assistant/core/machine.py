@@ -13,8 +13,7 @@ voice). ``wake_word_listens`` and ``takes_audio`` tell the runtime where audio g
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import Any, Final, TypeVar
 
 from transitions import EventData, Machine, State
 
@@ -29,6 +28,7 @@ from assistant.core.commands import (
     Outcome,
     Phase,
     PlayEarcon,
+    PrepareReply,
     Reply,
     ReportError,
     ReportIntent,
@@ -44,6 +44,7 @@ from assistant.core.commands import (
     StartListening,
     StartTurn,
     Transcribe,
+    WeighWords,
 )
 from assistant.core.events import (
     Event,
@@ -51,6 +52,7 @@ from assistant.core.events import (
     IntentNotRecognized,
     IntentRecognized,
     MuteRequested,
+    PauseTranscribed,
     ReplyFinished,
     SayRequested,
     SpeechEnded,
@@ -62,9 +64,7 @@ from assistant.core.events import (
     trigger_of,
     turn_of,
 )
-
-if TYPE_CHECKING:
-    from assistant.config import Config
+from assistant.core.timeouts import Timeouts
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -97,6 +97,10 @@ TRANSITIONS: Final[list[dict[str, Any]]] = [
     {"trigger": "speech_started", "source": P.LISTENING, "dest": None},
     {"trigger": "speech_paused", "source": P.LISTENING, "dest": None, "after": "_speculate"},
     {"trigger": "speech_resumed", "source": P.LISTENING, "dest": None, "after": "_drop_guess"},
+    {"trigger": "pause_transcribed", "source": P.LISTENING, "dest": None, "after": "_weigh"},
+    # The early transcript came back after the end was decided: it is taken up by Transcribe.
+    {"trigger": "pause_transcribed", "source": [P.TRANSCRIBING, P.THINKING, P.SPEAKING],
+     "dest": None},
     {"trigger": "speech_ended", "source": P.LISTENING, "dest": P.TRANSCRIBING,
      "after": "_transcribe"},
     {"trigger": "no_speech_heard", "source": P.LISTENING, "dest": P.IDLE, "before": "_no_speech"},
@@ -136,37 +140,6 @@ SWITCHES: Final = ("mute_requested", "wake_word_toggled", "deaf_tail_ended")
 """Triggers that set the machine's switches in any state (the diagram lists them apart)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Timeouts:
-    """How long each state may last before the turn is abandoned (wall-clock seconds)."""
-
-    wake_seconds: float = 2.0
-    listening_seconds: float = 20.0
-    transcribing_seconds: float = 15.0
-    thinking_seconds: float = 30.0
-    speaking_seconds: float = 60.0
-
-    @classmethod
-    def from_config(cls, config: Config) -> Timeouts:
-        return cls(
-            # The VAD ends listening in audio time; this only guards against audio that stops.
-            listening_seconds=config.vad.no_speech_seconds + config.vad.max_command_seconds,
-            transcribing_seconds=config.stt.timeout_seconds,
-            thinking_seconds=config.llm.timeout_seconds,
-            speaking_seconds=config.tts.playback_timeout_seconds,
-        )
-
-    def of(self, phase: Phase) -> float | None:
-        return {
-            P.IDLE: None,
-            P.WAKE: self.wake_seconds,
-            P.LISTENING: self.listening_seconds,
-            P.TRANSCRIBING: self.transcribing_seconds,
-            P.THINKING: self.thinking_seconds,
-            P.SPEAKING: self.speaking_seconds,
-        }[phase]
-
-
 E = TypeVar("E")
 
 
@@ -182,9 +155,17 @@ class Assistant:
 
     phase: Phase
 
-    def __init__(self, timeouts: Timeouts | None = None, *, barge_in: bool = False) -> None:
+    def __init__(
+        self,
+        timeouts: Timeouts | None = None,
+        *,
+        barge_in: bool = False,
+        prepare_replies: bool = False,
+    ) -> None:
         self.timeouts = timeouts or Timeouts()
         self.barge_in = barge_in
+        self.prepare_replies = prepare_replies
+        """Start the reply at a pause, held until the end of the command is confirmed."""
         self.turn = 0
         self.muted = False
         """No audio reaches the wake word or the VAD."""
@@ -310,8 +291,15 @@ class Assistant:
     def _drop_guess(self, data: EventData) -> None:
         self._commands.append(DropSpeculation(self.turn))
 
+    def _weigh(self, data: EventData) -> None:
+        guess = _event(data, PauseTranscribed)
+        self._commands.append(WeighWords(self.turn, guess.words))
+        if self.prepare_replies and guess.text.strip():
+            self._commands.append(PrepareReply(self.turn, guess.text.strip()))
+
     def _transcribe(self, data: EventData) -> None:
-        self._commands.append(Transcribe(self.turn, _event(data, SpeechEnded).pcm))
+        ended = _event(data, SpeechEnded)
+        self._commands.append(Transcribe(self.turn, ended.pcm, ended.reason))
 
     def _report_transcript(self, data: EventData) -> None:
         self._commands.append(ReportTranscript(self.turn, _event(data, Transcribed).text))

@@ -100,3 +100,10 @@ class Synthesizer(Protocol):
     def synthesize(self, text: str) -> bytes:
         """Mono int16 PCM at ``sample_rate_hz`` (blocking CPU work: run it off the loop)."""
         ...
+
+
+class TurnDetector(Protocol):
+    def probability(self, pcm: bytes) -> float:
+        """How likely the turn is complete (0..1), from its audio so far: 16 kHz mono int16 PCM
+        (blocking CPU work: run it off the loop)."""
+        ...

@@ -3,13 +3,18 @@
 The wake word and the VAD run in one worker thread that owns their ONNX sessions, one frame at a
 time and in order. What they find goes to ``emit`` as events (``WakeDetected``, ``SpeechEnded``…);
 where each frame goes is the state machine's decision (``wake_word_listens``) and the runtime's
-commands (``start``, ``stop``, ``deafen``). The listener keeps no conversation state of its own:
-only audio, its position in it, and the handles of what it was told to do.
+commands (``start``, ``stop``, ``deafen``). At a pause in a command, an end-of-turn model (when
+given) scores the audio so far, and the words of the early transcript come through
+``weigh_words``: with a ``TurnPolicy`` the endpointer ends the command on that evidence.
+
+The listener keeps no conversation state of its own: only audio, its position in it, and the
+handles of what it was told to do.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -29,7 +34,10 @@ from assistant.core.events import (
     SpeechStarted,
     WakeDetected,
 )
-from assistant.core.ports import Vad, WakeWord
+from assistant.core.ports import TurnDetector, Vad, WakeWord
+from assistant.core.turn_end import TurnPolicy, Words
+
+_LOGGER = logging.getLogger(__name__)
 
 WAKE_LOOKBACK_FRAMES: Final = 2
 """openWakeWord fires ~0.1 s after the wake word ends: the command may already have begun in the
@@ -59,7 +67,11 @@ class Listener:
         preroll_seconds: float,
         wake_word_listens: Callable[[], bool],
         emit: Callable[[Event], None],
+        policy: TurnPolicy | None = None,
+        turn_detector: TurnDetector | None = None,
     ) -> None:
+        self._policy = policy
+        self._turn_detector = turn_detector if policy is not None else None
         self._vad_config = vad_config
         self._wake_word = wake_word
         self._vad = vad
@@ -91,10 +103,18 @@ class Listener:
         first = None
         if after_wake_word and self._wake_frame is not None:
             first = self._wake_frame - WAKE_LOOKBACK_FRAMES + 1
-        self._command = _Command(turn, Endpointer(config), first)
+        self._command = _Command(turn, Endpointer(config, self._policy), first)
 
     def stop(self) -> None:
         self._command = None
+
+    def weigh_words(self, turn: int, words: Words) -> None:
+        """What the early transcript's words say about the pause in progress."""
+        command = self._command
+        if command is not None and command.turn == turn:
+            endpoint = command.endpointer.weigh(words=words)
+            if endpoint is not None:
+                self._endpoint(command, endpoint)
 
     def deafen(self, seconds: float) -> None:
         """Count ``seconds`` of audio, then emit ``DeafTailEnded``."""
@@ -142,8 +162,23 @@ class Listener:
             endpoint = command.endpointer.process(probability)
             if endpoint is not None:
                 self._endpoint(command, endpoint)
+            if endpoint is Endpoint.SPEECH_PAUSED and self._turn_detector is not None:
+                await self._score(command)
             if self._command is not command:
                 return
+
+    async def _score(self, command: _Command) -> None:
+        """Ask the end-of-turn model about the command so far (its audio since it began)."""
+        assert self._turn_detector is not None
+        loop = asyncio.get_running_loop()
+        start = command.endpointer.command_frames().start
+        pcm = b"".join(command.frames[start:])
+        probability = await loop.run_in_executor(self._onnx, self._turn_detector.probability, pcm)
+        _LOGGER.debug("end of turn at a pause: %.3f", probability)
+        if self._command is command:
+            endpoint = command.endpointer.weigh(audio=probability)
+            if endpoint is not None:
+                self._endpoint(command, endpoint)
 
     def _endpoint(self, command: _Command, endpoint: Endpoint) -> None:
         turn = command.turn
@@ -157,9 +192,8 @@ class Listener:
             self._emit(SpeechResumed(turn))
         elif endpoint is Endpoint.SPEECH_ENDED:
             self._command = None
-            self._emit(
-                SpeechEnded(turn, b"".join(command.frames[command.endpointer.command_frames()]))
-            )
+            pcm = b"".join(command.frames[command.endpointer.command_frames()])
+            self._emit(SpeechEnded(turn, pcm, command.endpointer.reason))
         elif endpoint is Endpoint.NO_SPEECH:
             self._command = None
             self._emit(NoSpeechHeard(turn))

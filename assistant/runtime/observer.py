@@ -54,6 +54,10 @@ class TurnRecord:
     outcome: Outcome | None = None
     error: str | None = None
     llm_timings: dict[str, float] | None = None
+    end_reason: str | None = None
+    """Why the command was taken to be over (``assistant.core.turn_end.EndReason``)."""
+    speculation: dict[str, int | str | None] | None = None
+    """What ran early at pauses, and whether it was used."""
     marks: dict[str, float] = field(default_factory=dict)
 
     def mark(self, name: str, now: float) -> None:
@@ -82,6 +86,10 @@ class TurnRecord:
             event["error"] = self.error
         if self.llm_timings:
             event["llm_timings"] = self.llm_timings
+        if self.end_reason:
+            event["end_of_turn"] = self.end_reason
+        if self.speculation:
+            event["speculation"] = self.speculation
         return event
 
 
@@ -98,6 +106,11 @@ class Stopwatch:
     def mark(self, name: str, at: float | None = None) -> None:
         """Record instant ``name`` (now, or ``at``) once: the first time it happens."""
         self._record.mark(name, self._now() if at is None else at)
+
+    def unmark(self, *names: str) -> None:
+        """Forget instants noted by work that was dropped."""
+        for name in names:
+            self._record.marks.pop(name, None)
 
 
 class Observer:

@@ -17,7 +17,7 @@ from typing import Any, Final
 from transitions import MachineError
 
 from assistant.adapters.earcons import earcon_pcm
-from assistant.config import Config
+from assistant.config import Config, VadConfig
 from assistant.core.audioformat import FRAME_BYTES, FRAME_SECONDS
 from assistant.core.commands import (
     Announce,
@@ -29,6 +29,7 @@ from assistant.core.commands import (
     FinishTurn,
     Phase,
     PlayEarcon,
+    PrepareReply,
     Reply,
     ReportError,
     ReportIntent,
@@ -44,11 +45,23 @@ from assistant.core.commands import (
     StartListening,
     StartTurn,
     Transcribe,
+    WeighWords,
 )
 from assistant.core.events import EarconFinished, Event, Failed, Request, TimedOut
 from assistant.core.intents import Intents
-from assistant.core.machine import Assistant, Timeouts
-from assistant.core.ports import Chat, Microphone, Speaker, Synthesizer, Transcriber, Vad, WakeWord
+from assistant.core.machine import Assistant
+from assistant.core.ports import (
+    Chat,
+    Microphone,
+    Speaker,
+    Synthesizer,
+    Transcriber,
+    TurnDetector,
+    Vad,
+    WakeWord,
+)
+from assistant.core.timeouts import Timeouts
+from assistant.core.turn_end import TurnPolicy
 from assistant.errors import AssistantError, AudioError
 from assistant.runtime.listener import Listener
 from assistant.runtime.observer import Observer, Stopwatch, TurnRecord
@@ -58,6 +71,17 @@ _LOGGER = logging.getLogger(__name__)
 
 RECONNECT_SECONDS: Final = 0.5
 MAX_RECONNECT_SECONDS: Final = 30.0
+
+
+def turn_policy(config: VadConfig, *, audio_model: bool) -> TurnPolicy:
+    """How the end of a turn is decided from evidence (``vad.end_of_turn: smart``)."""
+    return TurnPolicy(
+        pause_seconds=config.speculate_seconds,
+        silence_seconds=config.silence_seconds,
+        cap_seconds=max(config.max_pause_seconds, config.silence_seconds),
+        complete_above=config.turn_threshold,
+        audio_model=audio_model,
+    )
 
 
 class Runtime:
@@ -76,6 +100,7 @@ class Runtime:
         synthesizer: Synthesizer,
         observers: Sequence[Observer] = (),
         intents: Intents | None = None,
+        turn_detector: TurnDetector | None = None,
         audio_clock: bool = False,
         monotonic: Callable[[], float] | None = None,
     ) -> None:
@@ -85,7 +110,11 @@ class Runtime:
         self._observers = list(observers)
         self._audio_clock = audio_clock
         self._clock = monotonic
-        self.machine = Assistant(Timeouts.from_config(config), barge_in=config.barge_in)
+        smart = config.vad.end_of_turn == "smart"
+        policy = turn_policy(config.vad, audio_model=turn_detector is not None) if smart else None
+        self.machine = Assistant(
+            Timeouts.from_config(config), barge_in=config.barge_in, prepare_replies=smart
+        )
         self.listener = Listener(
             config.vad,
             wake_word=wake_word,
@@ -93,6 +122,8 @@ class Runtime:
             preroll_seconds=config.audio.preroll_seconds,
             wake_word_listens=lambda: self.machine.wake_word_listens,
             emit=self._dispatch,
+            policy=policy,
+            turn_detector=turn_detector,
         )
         self.work = TurnWork(
             config,
@@ -199,11 +230,16 @@ class Runtime:
                         turn, after_wake_word=after_wake_word, no_speech_seconds=no_speech_seconds
                     )
                 case Speculate(turn, pcm):
-                    self.work.speculate(pcm)
+                    self.work.speculate(turn, pcm)
+                case WeighWords(turn, words):  # after this event's commands: it may end speech
+                    asyncio.get_running_loop().call_soon(self.listener.weigh_words, turn, words)
+                case PrepareReply(turn, text):
+                    self.work.prepare(turn, watch, text)
                 case DropSpeculation():
                     self.work.drop_speculation()
-                case Transcribe(turn, pcm):
+                case Transcribe(turn, pcm, reason):
                     watch.mark("speech_end")
+                    record.end_reason = str(reason) if reason is not None else None
                     self._start_task(turn, self.work.transcribe(turn, watch, pcm))
                 case Reply(turn, text):
                     self._start_task(turn, self.work.reply(turn, watch, text))
@@ -240,6 +276,9 @@ class Runtime:
                     record.outcome = outcome
                     watch.mark("end")
                     self.work.drop_speculation()
+                    stats = self.work.take_stats()
+                    if stats.transcripts:
+                        record.speculation = stats.as_dict()
                     _LOGGER.info("turn %d %s %s", turn, outcome, record.timings_ms())
                     self._tell("turn_finished", record)
 

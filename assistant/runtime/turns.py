@@ -26,6 +26,7 @@ from assistant.core.events import (
     Event,
     IntentNotRecognized,
     IntentRecognized,
+    PauseTranscribed,
     RecognizedIntent,
     ReplyFinished,
     SentencePlayed,
@@ -36,8 +37,10 @@ from assistant.core.events import (
 from assistant.core.intents import IntentError, IntentMatch, Intents
 from assistant.core.ports import Chat, Speaker, Synthesizer, ToolCall, Transcriber
 from assistant.core.sentences import SentenceSplitter
+from assistant.core.turn_end import weigh_words
 from assistant.errors import ChatError
 from assistant.runtime.observer import Stopwatch
+from assistant.runtime.speculation import Guess, Outlet, Prepared, Speculation, SpeculationStats
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -73,7 +76,7 @@ class TurnWork:
         self._intents = intents
         self._tools = intents.tools() if intents is not None else None
         self._clock = clock
-        self._speculation: tuple[bytes, asyncio.Task[str], float] | None = None  # pcm, task, at
+        self._early = Speculation()
         # Synthesis is CPU work: one thread of its own, so it never waits for (or multiplies)
         # the loop's default threads.
         self._tts = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lingling-tts")
@@ -85,32 +88,56 @@ class TurnWork:
         self.drop_speculation()
         self._tts.shutdown(wait=False, cancel_futures=True)
 
-    def speculate(self, pcm: bytes) -> None:
-        """Transcribe ``pcm`` already, in case the command has ended (speech has paused)."""
+    # -- work started at a pause -------------------------------------------------------------
+
+    def speculate(self, turn: int, pcm: bytes) -> None:
+        """Transcribe ``pcm`` already, in case the command has ended (speech has paused); the
+        transcript comes back as ``PauseTranscribed``, with what its words say."""
         self.drop_speculation()
         loop = asyncio.get_running_loop()
         task = loop.create_task(self._transcriber.transcribe(pcm))
-        self._speculation = (pcm, task, loop.time())
+        task.add_done_callback(lambda done: self._guessed(turn, done))
+        self._early.guess = Guess(pcm, task, loop.time())
+        self._early.stats.transcripts += 1
+
+    def _guessed(self, turn: int, task: asyncio.Task[str]) -> None:
+        if task.cancelled() or task.exception() is not None:
+            return  # a failed guess is no error of its own: the real request reports it
+        text = task.result()
+        self._feed(PauseTranscribed(turn, text, weigh_words(text, self._is_request)))
+
+    def _is_request(self, text: str) -> bool:
+        """A whole request: the transcript matches a local intent."""
+        return self._intents is not None and self._intents.match(text) is not None
+
+    def prepare(self, turn: int, watch: Stopwatch, text: str) -> None:
+        """Start answering ``text``, held: nothing is heard and nothing acts until ``reply``
+        confirms it."""
+        if self._early.prepared is not None:
+            self._early.take_prepared("")  # drops it: a newer transcript replaces it
+        outlet = Outlet(self._feed, held=True)
+        task = asyncio.get_running_loop().create_task(self._answer(turn, watch, text, outlet))
+        self._early.prepared = Prepared(text, task, outlet, watch)
+        self._early.stats.replies += 1
 
     def drop_speculation(self) -> None:
-        """Speech resumed, or the turn ended: the early transcript is of no use."""
-        if self._speculation is not None:
-            _, task, _ = self._speculation
-            task.cancel()
-            if task.done() and not task.cancelled():
-                task.exception()  # retrieved: a failed guess is not an error of its own
-            self._speculation = None
+        """Speech resumed, or the turn ended: what was started early is of no use."""
+        self._early.drop()
+
+    def take_stats(self) -> SpeculationStats:
+        """What ran early in the turn that ends; counting starts afresh."""
+        stats, self._early.stats = self._early.stats, SpeculationStats()
+        return stats
+
+    # -- the turn's stages ------------------------------------------------------------------
 
     async def transcribe(self, turn: int, watch: Stopwatch, pcm: bytes) -> None:
-        speculation, self._speculation = self._speculation, None
-        if speculation is not None and speculation[0] == pcm:
-            _, task, started = speculation  # the same audio: its transcript is (being) made
-            watch.mark("upload", started)
-            text = await task
+        guess = self._early.take_guess(pcm)
+        if guess is not None:  # the same audio: its transcript is (being) made
+            watch.mark("upload", guess.started_at)
+            self._early.stats.used = "transcript"
+            text = await guess.task
         else:
-            if speculation is not None:
-                self._speculation = speculation
-                self.drop_speculation()
             watch.mark("upload")
             text = await self._transcriber.transcribe(pcm)
         watch.mark("transcribed")
@@ -118,25 +145,44 @@ class TurnWork:
         self._feed(Transcribed(turn, text))
 
     async def reply(self, turn: int, watch: Stopwatch, text: str) -> None:
-        """Answer ``text``, speaking each sentence as soon as it is known."""
+        """Answer ``text``, speaking each sentence as soon as it is known: with the reply
+        prepared at the pause when it answers the same text."""
+        prepared = self._early.take_prepared(text)
+        if prepared is None:
+            await self._answer(turn, watch, text, Outlet(self._feed))
+            return
+        self._early.stats.used = "reply"
+        prepared.outlet.release()
+        try:
+            await prepared.task
+        except asyncio.CancelledError:
+            prepared.task.cancel()  # the turn was cancelled while the prepared reply ran
+            raise
+
+    async def _answer(self, turn: int, watch: Stopwatch, text: str, outlet: Outlet) -> None:
         match = self._intents.match(text) if self._intents is not None else None
         if match is not None:
-            response = self._act(turn, match, "local")
-            await self._speak(turn, watch, lambda audio: self._say_all(watch, response, audio))
+            response = self._act(turn, match, "local", outlet)
+
+            def say(audio: Audio) -> Awaitable[None]:
+                return self._say_all(watch, response, audio)
+
+            await self._speak(turn, watch, say, outlet)
             self.conversation.record(text, response)
-            self._finish(turn, response)
+            self._finish(turn, response, outlet)
             return
-        self._feed(IntentNotRecognized(turn, text))
+        outlet.feed(IntentNotRecognized(turn, text))
         steps: list[ToolStep] = []
         answer: list[str] = []
         spoken: list[str] = []
         timings: dict[str, float] = {}
 
         def think(audio: Audio) -> Awaitable[None]:
-            return self._think(turn, watch, text, (steps, answer, spoken, timings), audio)
+            into = (steps, answer, spoken, timings)
+            return self._think(turn, watch, text, into, audio, outlet)
 
         try:
-            await self._speak(turn, watch, think)
+            await self._speak(turn, watch, think, outlet)
         except ChatError as err:
             # The history outgrew the server's context (llama.cpp answers 400 before any token):
             # forget it and ask again, rather than failing every turn from now on.
@@ -146,54 +192,61 @@ class TurnWork:
             self.conversation.clear()
             steps.clear()
             spoken.clear()
-            await self._speak(turn, watch, think)
+            await self._speak(turn, watch, think, outlet)
         self.conversation.record(text, "".join(answer), steps)
-        self._finish(turn, "".join(spoken).strip(), llm_timings=timings or None)
+        self._finish(turn, "".join(spoken).strip(), outlet, llm_timings=timings or None)
 
     async def announce(self, turn: int, watch: Stopwatch, text: str) -> None:
         """Speak ``text`` as it is (a ``say`` request)."""
-        await self._speak(turn, watch, lambda audio: self._say_all(watch, text, audio))
-        self._finish(turn, text, follow_up=False)
+        outlet = Outlet(self._feed)
+        await self._speak(turn, watch, lambda audio: self._say_all(watch, text, audio), outlet)
+        self._finish(turn, text, outlet, follow_up=False)
 
     def _finish(
         self,
         turn: int,
         response: str,
+        outlet: Outlet,
         *,
         follow_up: bool = True,
         llm_timings: dict[str, float] | None = None,
     ) -> None:
         window = self._config.intents.follow_up_seconds
         asks = follow_up and window > 0 and asks_question(response)
-        self._feed(ReplyFinished(turn, response, window if asks else None, llm_timings))
+        outlet.feed(ReplyFinished(turn, response, window if asks else None, llm_timings))
 
     # -- intents ---------------------------------------------------------------------------
 
-    def _act(self, turn: int, match: IntentMatch, source: str) -> str:
+    def _act(self, turn: int, match: IntentMatch, source: str, outlet: Outlet) -> str:
         """Report a recognised intent with its actions, and return what to say."""
         assert self._intents is not None
         _LOGGER.info("intent %s %s (%s)", match.name, match.slots, source)
         intent = RecognizedIntent(match.name, match.slots, match.text, source)
-        self._feed(IntentRecognized(turn, intent, tuple(self._intents.actions(match))))
+        outlet.feed(IntentRecognized(turn, intent, tuple(self._intents.actions(match))))
         return self._intents.respond(match, self._clock())
 
-    def _call(self, turn: int, text: str, call: ToolCall) -> str:
+    def _call(self, turn: int, text: str, call: ToolCall, outlet: Outlet) -> str:
         """Act on a tool call only when it names a declared intent with declared slot values."""
         assert self._intents is not None
         try:
             match = self._intents.validate(call.name, call.arguments, text)
-            return self._act(turn, match, "llm")
+            return self._act(turn, match, "llm", outlet)
         except IntentError as err:
             _LOGGER.warning("refused tool call %s(%s): %s", call.name, call.arguments, err)
-            self._feed(ToolCallRefused(turn, str(err)))
+            outlet.feed(ToolCallRefused(turn, str(err)))
             return f"error: {err}"
 
     # -- speech ----------------------------------------------------------------------------
 
     async def _speak(
-        self, turn: int, watch: Stopwatch, produce: Callable[[Audio], Awaitable[None]]
+        self,
+        turn: int,
+        watch: Stopwatch,
+        produce: Callable[[Audio], Awaitable[None]],
+        outlet: Outlet,
     ) -> None:
-        """Play what ``produce`` puts in the queue while it is still producing."""
+        """Play what ``produce`` puts in the queue while it is still producing (once the outlet
+        lets it be heard)."""
         audio: Audio = asyncio.Queue(maxsize=2)
 
         async def producer() -> None:
@@ -214,11 +267,13 @@ class TurnWork:
             while (pcm := await audio.get()) is not None:
                 if first:
                     first = False
+                    await outlet.opened()
                     watch.mark("first_audio")
-                    self._feed(SpeakingStarted(turn))
+                    outlet.feed(SpeakingStarted(turn))
                 await self._speaker.play(pcm)
-                self._feed(SentencePlayed(turn))
+                outlet.feed(SentencePlayed(turn))
             await task  # raises what ended the production early
+            await outlet.opened()  # a reply with nothing to say is not over before it is confirmed
         finally:
             task.cancel()
 
@@ -234,6 +289,7 @@ class TurnWork:
         text: str,
         into: tuple[list[ToolStep], list[str], list[str], dict[str, float]],
         audio: Audio,
+        outlet: Outlet,
     ) -> None:
         """LLM deltas → sentences → speech, one sentence ahead of the speaker; tool calls are
         answered and the model asked again, up to MAX_TOOL_ROUNDS.
@@ -260,7 +316,7 @@ class TurnWork:
                     await self._say(watch, sentence, audio)
             if not calls:
                 break
-            results = tuple(self._call(turn, text, call) for call in calls)
+            results = tuple(self._call(turn, text, call, outlet) for call in calls)
             steps.append(ToolStep(calls, results, text="".join(answer)))
         for sentence in splitter.flush():
             await self._say(watch, sentence, audio)

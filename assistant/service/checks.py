@@ -94,6 +94,8 @@ def model_checks(config: Config, c: str) -> list[Check]:
     if words_found:
         checks.append(_load_wake_words(config, c))
     checks.append(_load_vad(config, c))
+    if config.vad.end_of_turn == "smart":
+        checks.append(_load_turn_model(config, c))
     checks.append(_load_voice(config, c))
     return checks
 
@@ -122,6 +124,22 @@ def _load_vad(config: Config, c: str) -> Check:
     except (AssistantError, OSError, ValueError) as err:
         return fail("Silero VAD", str(err), f"the file is damaged or not Silero v4: {hint}")
     return ok("Silero VAD", f"{config.vad.model} loaded and ran")
+
+
+def _load_turn_model(config: Config, c: str) -> Check:
+    from assistant.adapters.smart_turn import SmartTurn
+
+    name = "end-of-turn model"
+    hint = fetch_hint(c, "turn") or "see models/README.md"
+    try:
+        path = find_model(config.models_dir, config.vad.turn_model, ("turn",), "vad.turn_model")
+        turn = SmartTurn(path)
+        ms = timed(lambda: turn.probability(SILENT_FRAME))
+    except ConfigError as err:
+        return fail(name, str(err), f"{hint}, or set vad.end_of_turn: silence")
+    except (AssistantError, OSError, ValueError) as err:
+        return fail(name, str(err), f"the file is damaged or not Smart Turn v3: {hint}")
+    return ok(name, f"{config.vad.turn_model} loaded and ran ({ms:.0f} ms)")
 
 
 def _load_voice(config: Config, c: str) -> Check:

@@ -15,20 +15,12 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
+from assistant.adapters.endpoints import server_root
 from assistant.config import Config
 from assistant.service.checks import Check, Status, fail, fetch_hint, ok
 
 HTTP_TIMEOUT_SECONDS: Final = 2.0
 MQTT_TIMEOUT_SECONDS: Final = 3.0
-
-
-def server_root(url: str) -> str:
-    """``http://host:port/v1`` → ``http://host:port``: where a server's ``/health`` is."""
-    parts = urlsplit(url)
-    path = parts.path.rstrip("/")
-    if path.endswith("/v1"):
-        path = path[: -len("/v1")]
-    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
 
 
 def _shown(url: str) -> str:

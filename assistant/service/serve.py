@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-from assistant.config import Config
-from assistant.core.ports import Microphone, Speaker
+from assistant.config import Config, find_model
+from assistant.core.ports import Microphone, Speaker, TurnDetector
 from assistant.errors import ConfigError
 from assistant.runtime.observer import JsonlEventLog, Observer, TurnRecord
 from assistant.service.notify import Notifier, watchdog_loop
@@ -93,9 +93,10 @@ async def serve(
         raise ConfigError("--fast needs --input")
     realtime = not options.fast
     # The models load in parallel: the wake word's import dominates start-up.
-    wake_word, vad, synthesizer, intents = await asyncio.gather(
+    wake_word, vad, turn_detector, synthesizer, intents = await asyncio.gather(
         asyncio.to_thread(OpenWakeWord, config.wake, config.models_dir),
         asyncio.to_thread(SileroVad, config.vad, config.models_dir),
+        asyncio.to_thread(_load_turn_detector, config),
         asyncio.to_thread(PiperSynthesizer, config.tts, config.models_dir),
         asyncio.to_thread(_load_intents, config),
     )
@@ -141,6 +142,7 @@ async def serve(
         synthesizer=synthesizer,
         observers=all_observers,
         intents=intents,
+        turn_detector=turn_detector,
         audio_clock=options.input is not None,
     )
     words = ", ".join(w.model for w in config.wake.words())
@@ -150,6 +152,8 @@ async def serve(
     watchdog = asyncio.get_running_loop().create_task(watchdog_loop(notifier, lambda: True))
     if bridge is not None:
         bridge.start()
+    # Connect to both servers now, in the background: the first turn does not pay for it.
+    warming = asyncio.gather(transcriber.warm_up(), chat.warm_up())
     try:
         if options.listen_once:
             await _one_turn(runtime, ended)
@@ -157,6 +161,7 @@ async def serve(
             await runtime.run()
     finally:
         watchdog.cancel()
+        warming.cancel()
         if bridge is not None:
             await bridge.stop()  # first, so that "offline" goes out at once
         for closer in (transcriber.aclose(), chat.aclose()):
@@ -168,6 +173,16 @@ async def serve(
                 close()
         if event_log is not None:
             event_log.close()
+
+
+def _load_turn_detector(config: Config) -> TurnDetector | None:
+    """The end-of-turn model, when the end of a turn is decided from evidence."""
+    if config.vad.end_of_turn != "smart":
+        return None
+    from assistant.adapters.smart_turn import SmartTurn
+
+    path = find_model(config.models_dir, config.vad.turn_model, ("turn",), "vad.turn_model")
+    return SmartTurn(path)
 
 
 class _TurnEnded(Observer):

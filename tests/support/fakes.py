@@ -4,7 +4,7 @@ a frame starting with b"WAKE" fires the wake word, one starting with b"SPCH" is 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,11 +41,15 @@ class FakeMicrophone:
     realtime: bool = False
     seconds_per_frame: float = 0.0
     cues: Mapping[int, Callable[[], None]] = field(default_factory=dict)
+    waits: Mapping[int, Callable[[], Awaitable[object]]] = field(default_factory=dict)
+    """Awaited just before frame ``i``: the speaker goes on only once something has happened."""
 
     async def frames(self) -> AsyncIterator[bytes]:
         for index, item in enumerate(self.items):
             if self.seconds_per_frame:
                 await asyncio.sleep(self.seconds_per_frame)
+            if index in self.waits:
+                await asyncio.wait_for(self.waits[index](), 2)
             if index in self.cues:
                 self.cues[index]()
             yield item
@@ -137,22 +141,31 @@ class FakeChat:
     """Replies made of tool calls, used (first to last) before the text reply."""
     requests: list[list[Message]] = field(default_factory=list)
     tools: list[Sequence[Mapping[str, Any]] | None] = field(default_factory=list)
+    closed: int = 0
+    """Streams closed by the client before their end (llama.cpp then stops generating)."""
+    requested: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set once a request has arrived."""
 
     async def stream(
         self, messages: Sequence[Message], tools: Sequence[Mapping[str, Any]] | None = None
     ) -> AsyncIterator[ChatChunk]:
         self.requests.append(list(messages))
         self.tools.append(tools)
+        self.requested.set()
         if self.tool_calls:
             yield ChatChunk(tool_calls=self.tool_calls.pop(0))
             return
-        for index, piece in enumerate(self.pieces):
-            if self.delay_seconds:
-                await asyncio.sleep(self.delay_seconds)
-            if self.error_after is not None and index == self.error_after:
-                raise self.error
-            yield ChatChunk(text=piece)
-        yield ChatChunk(timings={"prompt_n": 3.0, "cache_n": 10.0})
+        try:
+            for index, piece in enumerate(self.pieces):
+                if self.delay_seconds:
+                    await asyncio.sleep(self.delay_seconds)
+                if self.error_after is not None and index == self.error_after:
+                    raise self.error
+                yield ChatChunk(text=piece)
+            yield ChatChunk(timings={"prompt_n": 3.0, "cache_n": 10.0})
+        except (GeneratorExit, asyncio.CancelledError):
+            self.closed += 1
+            raise
 
 
 @dataclass
@@ -197,3 +210,15 @@ async def run_with_clients(
     finally:
         await transcriber.aclose()
         await chat.aclose()
+
+
+@dataclass
+class FakeTurnDetector:
+    """An end-of-turn model that says ``probability`` of every pause, and keeps what it heard."""
+
+    probability_of_end: float = 0.9
+    heard: list[bytes] = field(default_factory=list)
+
+    def probability(self, pcm: bytes) -> float:
+        self.heard.append(pcm)
+        return self.probability_of_end

@@ -131,6 +131,8 @@ class LoopbackServer:
         self._stopped = False
         self._arrivals = threading.Condition()
         self._arrived = 0
+        self.health_checks: list[int] = []
+        """The client port of each ``GET /health`` (which connection asked)."""
         self._hang_ups = 0
         self._httpd: _HttpServer | None = None
         self._thread: threading.Thread | None = None
@@ -301,6 +303,7 @@ class FakeWhisperServer(LoopbackServer):
         path = handler.path.split("?", 1)[0]
         body = handler.body()
         if method == "GET" and path == "/health":
+            self.health_checks.append(int(handler.client_address[1]))
             handler.answer_json(200, {"status": "ok"})
         elif method == "POST" and path == self.INFERENCE_PATH:
             with self._mutex:
@@ -421,6 +424,8 @@ class LlamaRequest:
     """Every JSON object sent as ``data:`` in a stream."""
     client_disconnected: bool = False
     """The client closed the connection before the answer was complete."""
+    client_port: int = 0
+    """Which connection it came on."""
 
 
 _TOKEN: Final = re.compile(r"\s*\S+|\s+")
@@ -533,6 +538,7 @@ class FakeLlamaServer(LoopbackServer):
         path = handler.path.split("?", 1)[0]
         raw = handler.body()
         if method == "GET" and path in ("/health", "/v1/health"):
+            self.health_checks.append(int(handler.client_address[1]))
             handler.answer_json(200, {"status": "ok"}, LLAMA_JSON_TYPE)
         elif method == "GET" and path in ("/models", "/v1/models"):
             handler.answer_json(200, self._models(), LLAMA_JSON_TYPE)
@@ -584,7 +590,12 @@ class FakeLlamaServer(LoopbackServer):
         }
 
     def _complete(self, handler: _Handler, path: str, body: dict[str, Any]) -> None:
-        request = LlamaRequest(path=path, body=body, arrived_at=time.monotonic())
+        request = LlamaRequest(
+            path=path,
+            body=body,
+            arrived_at=time.monotonic(),
+            client_port=int(handler.client_address[1]),
+        )
         self.requests.append(request)
         self._note()
         if self.hang:

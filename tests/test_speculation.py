@@ -1,0 +1,155 @@
+"""Work started at a pause: the early transcript, the end decided from evidence, and the reply
+prepared while the speaker pauses — held until the end is confirmed, dropped if speech resumes."""
+
+from __future__ import annotations
+
+from tests.support.fakes import (
+    SILENCE,
+    SPEECH,
+    WAKE,
+    FakeMicrophone,
+    FakeTranscriber,
+    FakeTurnDetector,
+    frames,
+)
+from tests.support.rig import AWAKE, COMMAND, WHOLE_TURN, IntentLog, Rig, intents_rig, log
+
+# COMMAND's speech ends with frame 13: the pause is at frame 15 (0.16 s of silence), the fixed
+# hangover (0.7 s = 9 frames) would end it at frame 22.
+HANGOVER_END = 13 + 9
+# A command whose speaker pauses for 4 frames (0.32 s) after 10 frames of speech, then goes on.
+PAUSED = frames((SILENCE, 3), (WAKE, 1), (SPEECH, 10), (SILENCE, 4), (SPEECH, 6), (SILENCE, 14))
+RESUMED_AT = 3 + 1 + 10 + 4
+
+
+def end_frames(rig: Rig) -> list[int]:
+    """Where (in frames heard) each command was taken to be over."""
+    ends: list[int] = []
+    rig.recorder.on_state["transcribing"] = lambda: ends.append(rig.runtime.listener.frame_index)
+    return ends
+
+
+async def test_a_pause_starts_the_transcription_and_the_end_uses_it() -> None:
+    rig = Rig(FakeMicrophone(COMMAND), transcriber=FakeTranscriber(delay_seconds=0.05))
+    await rig.run()
+    # One request, sent at the pause (0.16 s of silence), before the end was decided (0.72 s).
+    assert rig.transcriber.received == [SILENCE + WAKE + SPEECH * 10 + SILENCE * 2]
+    (record,) = rig.recorder.turns
+    assert record.timings_ms()["speech_end_to_upload"] < 0
+    assert rig.recorder.states == WHOLE_TURN
+
+
+async def test_speech_after_the_pause_drops_the_early_transcription() -> None:
+    command = frames((SILENCE, 2), (WAKE, 1), (SPEECH, 6), (SILENCE, 5), (SPEECH, 4), (SILENCE, 14))
+    rig = Rig(FakeMicrophone(command), transcriber=FakeTranscriber(delay_seconds=0.05))
+    await rig.run()
+    early, final = rig.transcriber.received
+    assert early.count(SPEECH) == 6
+    assert final.count(SPEECH) == 10  # the whole command, pause included
+    assert rig.recorder.transcripts == ["turn on the kitchen light"]
+    assert rig.recorder.states == WHOLE_TURN
+
+
+async def test_without_speculation_the_upload_waits_for_the_end() -> None:
+    rig = Rig(FakeMicrophone(COMMAND), settings={"vad": {"speculate_seconds": 0}})
+    await rig.run()
+    assert len(rig.transcriber.received) == 1
+    (record,) = rig.recorder.turns
+    assert record.timings_ms()["speech_end_to_upload"] >= 0
+
+
+async def test_a_complete_request_ends_at_the_pause_and_its_prepared_reply_is_heard() -> None:
+    rig = intents_rig("Turn on the kitchen light.")
+    rig.turn_detector = FakeTurnDetector(0.3)  # the audio is unsure; the words are complete
+    ends = end_frames(rig)
+    await rig.run()
+    (record,) = rig.recorder.turns
+    assert record.end_reason == "words"
+    assert ends[0] < HANGOVER_END
+    assert record.speculation == {"transcripts": 1, "replies": 1, "used": "reply"}
+    assert log(rig).intents == [("HassTurnOn", {"name": "kitchen light"}, "local")]
+    assert rig.synthesizer.sentences == ["Turned on the kitchen light."]
+    assert rig.speaker.played == [AWAKE, b"Turned on the kitchen light."]
+    assert rig.recorder.states == WHOLE_TURN
+    # the model heard the command so far: from its start (less the margin) to the pause
+    (heard,) = rig.turn_detector.heard
+    assert heard == SILENCE + WAKE + SPEECH * 10 + SILENCE * 2
+
+
+async def test_confident_audio_ends_a_neutral_request_at_the_pause() -> None:
+    rig = Rig(FakeMicrophone(COMMAND), turn_detector=FakeTurnDetector(0.9))
+    ends = end_frames(rig)
+    await rig.run()
+    (record,) = rig.recorder.turns
+    assert record.end_reason == "audio"
+    assert ends[0] < HANGOVER_END
+    assert len(rig.chat.requests) == 1
+    assert record.speculation == {"transcripts": 1, "replies": 1, "used": "reply"}
+
+
+async def test_unfinished_words_wait_past_the_hangover_whatever_the_audio_says() -> None:
+    command = frames((SILENCE, 3), (WAKE, 1), (SPEECH, 10), (SILENCE, 30))
+    rig = Rig(
+        FakeMicrophone(command),
+        transcriber=FakeTranscriber(text="Set a timer for"),
+        turn_detector=FakeTurnDetector(0.97),
+    )
+    ends = end_frames(rig)
+    await rig.run()
+    (record,) = rig.recorder.turns
+    assert record.end_reason == "cap"
+    assert ends[0] >= 13 + 19  # max_pause_seconds, 1.5 s = 19 frames of silence
+
+
+async def test_speech_resuming_drops_the_prepared_reply_unheard_and_closes_its_stream() -> None:
+    rig = Rig(
+        FakeMicrophone(PAUSED),
+        transcriber=FakeTranscriber(text="What is the weather like"),
+        turn_detector=FakeTurnDetector(0.2),  # not sure: wait for the hangover
+        recorder=IntentLog(),
+    )
+    rig.chat.delay_seconds = 60  # the prepared reply is still streaming when speech resumes
+
+    def resume() -> None:
+        rig.chat.delay_seconds = 0
+
+    rig.mic.waits = {RESUMED_AT: rig.chat.requested.wait}  # once the early request has arrived
+    rig.mic.cues = {RESUMED_AT: resume}
+    await rig.run()
+    (record,) = rig.recorder.turns
+    assert len(rig.chat.requests) == 2
+    assert rig.chat.closed == 1  # the early stream was closed: llama.cpp stops generating
+    assert rig.speaker.played == [AWAKE, b"Sure.\x00", b"The light is on."]  # heard once
+    assert rig.recorder.responses == ["Sure. The light is on."]
+    assert log(rig).unrecognized == ["What is the weather like"]  # reported once
+    assert record.end_reason == "silence"
+    assert record.speculation == {"transcripts": 2, "replies": 2, "used": "reply"}
+    assert rig.recorder.states == WHOLE_TURN
+
+
+async def test_a_local_intent_prepared_at_a_pause_acts_only_once_the_end_is_confirmed() -> None:
+    rig = intents_rig("Turn on the kitchen light.")
+    rig.mic = FakeMicrophone(PAUSED)
+    # The audio is sure the speaker goes on: complete words wait for the hangover.
+    rig.turn_detector = FakeTurnDetector(0.01)
+    published: list[int] = []
+    rig.mic.cues = {RESUMED_AT: lambda: published.append(len(log(rig).intents))}
+    await rig.run()
+    assert published == [0]  # prepared at the pause, but nothing published before the end
+    assert log(rig).intents == [("HassTurnOn", {"name": "kitchen light"}, "local")]
+    assert rig.speaker.played == [AWAKE, b"Turned on the kitchen light."]
+    (record,) = rig.recorder.turns
+    assert record.speculation == {"transcripts": 2, "replies": 2, "used": "reply"}
+
+
+async def test_end_of_turn_silence_is_the_fixed_hangover_with_no_reply_prepared() -> None:
+    rig = intents_rig("Turn on the kitchen light.")
+    rig.settings = {"vad": {"end_of_turn": "silence"}}
+    rig.turn_detector = FakeTurnDetector(0.99)
+    ends = end_frames(rig)
+    await rig.run()
+    (record,) = rig.recorder.turns
+    assert record.end_reason == "silence"
+    assert ends[0] >= HANGOVER_END
+    assert record.speculation == {"transcripts": 1, "replies": 0, "used": "transcript"}
+    assert rig.turn_detector.heard == []
