@@ -141,8 +141,8 @@ def _diagram(output: Path | None, fmt: str) -> int:
 
 async def _say(config: Config, text: str, output: Path | None) -> int:
     """``lingling say TEXT``: speak one sentence and exit."""
-    from assistant.adapters.audio import SoundDeviceSpeaker
     from assistant.adapters.piper import PiperSynthesizer
+    from assistant.adapters.speaker import SoundDeviceSpeaker
     from assistant.adapters.wavfile import WavFileSpeaker
     from assistant.core.ports import Speaker
 
@@ -163,7 +163,7 @@ async def _say(config: Config, text: str, output: Path | None) -> int:
 
 
 def _devices() -> int:
-    from assistant.adapters.audio import list_devices
+    from assistant.adapters.devices import list_devices
 
     try:
         lines = list_devices()

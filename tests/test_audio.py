@@ -19,7 +19,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from assistant.adapters.audio import SoundDeviceMicrophone, SoundDeviceSpeaker, list_devices
+from assistant.adapters.devices import list_devices
+from assistant.adapters.microphone import SoundDeviceMicrophone
+from assistant.adapters.speaker import SoundDeviceSpeaker
 from assistant.adapters.wavfile import WavFileMicrophone, WavFileSpeaker
 from assistant.config import AudioConfig
 from assistant.core.audioformat import FRAME_BYTES, FRAME_SAMPLES, FRAME_SECONDS, SAMPLE_RATE_HZ

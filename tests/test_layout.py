@@ -124,7 +124,7 @@ from threading import Lock
 from paho.mqtt import client
 from assistant import mqtt
 from .. import runtime
-from ..adapters.audio import Speaker
+from ..adapters.speaker import Speaker
 def later() -> None:
     import numpy as np
     from concurrent.futures import ThreadPoolExecutor

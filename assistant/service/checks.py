@@ -164,7 +164,7 @@ def _load_voice(config: Config, c: str) -> Check:
 
 
 def audio_checks(config: Config) -> list[Check]:
-    from assistant.adapters.audio import Kind, _resolve, _sounddevice
+    from assistant.adapters.devices import Kind, resolve_device, sounddevice_module
 
     checks = []
     wanted: tuple[tuple[Kind, str | int | None], ...] = (
@@ -172,7 +172,7 @@ def audio_checks(config: Config) -> list[Check]:
         ("output", config.audio.output_device),
     )
     try:
-        sd = _sounddevice()
+        sd = sounddevice_module()
     except AssistantError as err:
         return [
             fail("audio", str(err), "install PortAudio (Debian: apt-get install libportaudio2)")
@@ -180,7 +180,7 @@ def audio_checks(config: Config) -> list[Check]:
     for kind, spec in wanted:
         name = f"audio {kind}"
         try:
-            _, device = _resolve(sd, spec, kind)
+            _, device = resolve_device(sd, spec, kind)
         except AssistantError as err:
             fix = (
                 f"list devices with `lingling devices`, then set audio.{kind}_device "

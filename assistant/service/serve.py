@@ -80,11 +80,12 @@ async def serve(
     notifier: Notifier | None = None,
 ) -> None:
     """Load the models, open the audio and run until the input ends or the task is cancelled."""
-    from assistant.adapters.audio import SoundDeviceMicrophone, SoundDeviceSpeaker
     from assistant.adapters.llama import LlamaChat
+    from assistant.adapters.microphone import SoundDeviceMicrophone
     from assistant.adapters.openwakeword import OpenWakeWord
     from assistant.adapters.piper import PiperSynthesizer
     from assistant.adapters.silero import SileroVad
+    from assistant.adapters.speaker import SoundDeviceSpeaker
     from assistant.adapters.wavfile import WavFileMicrophone, WavFileSpeaker
     from assistant.adapters.whisper import WhisperTranscriber
     from assistant.runtime.runtime import Runtime
