@@ -6,19 +6,20 @@ one line naming its path, e.g. ``wake.threshold: must be between 0 and 1``.
 
 from __future__ import annotations
 
+import importlib.resources
 import json
 import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
+from urllib.parse import urlsplit
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from assistant.errors import ConfigError
 
-DEFAULT_CONFIG: Final = Path(__file__).resolve().parent.parent / "config.yaml"
 MODELS_ENV: Final = "LINGLING_MODELS"
 
 
@@ -133,11 +134,46 @@ class AudioConfig(_Section):
     """Play a short sound on waking and on errors."""
 
 
+class ServerConfig(_Section):
+    """A server Lingling starts, watches and stops itself, on its section's ``url``."""
+
+    model: str
+    """The model file: a name in ``<models_dir>/whisper`` (or ``/llm``), or a path."""
+    binary: str | None = None
+    """The server program; null: $LINGLING_WHISPER_SERVER (or $LINGLING_LLAMA_SERVER), then
+    whisper-server (llama-server) on PATH, then what scripts/build-servers built."""
+    args: list[str] = Field(default_factory=list)
+    """More arguments: threads, GPU layers, context size…"""
+    start_timeout_seconds: Seconds = 120.0
+    """How long the server may take to load its model and answer ``/health``."""
+
+
+def _managed_on_this_machine(section: str) -> Any:
+    def check(config: Any) -> Any:
+        if config.server is not None and not _is_loopback(config.url):
+            raise ValueError(
+                f"a server Lingling starts listens on this machine: {section}.url must be a "
+                f"loopback address (127.0.0.1, localhost), or set {section}.server: null"
+            )
+        return config
+
+    return check
+
+
+def _is_loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    return host == "localhost" or host == "::1" or host.startswith("127.")
+
+
 class SttConfig(_Section):
     url: Url = "http://127.0.0.1:8080/v1"
     """whisper.cpp server started with ``--inference-path /v1/audio/transcriptions``."""
     language: str | None = "en"
     timeout_seconds: Seconds = 15.0
+    server: ServerConfig | None = None
+    """Start whisper-server on ``url`` (null: the server at ``url`` is yours to run)."""
+
+    _on_this_machine = model_validator(mode="after")(_managed_on_this_machine("stt"))
 
 
 class LlmConfig(_Section):
@@ -156,6 +192,10 @@ class LlmConfig(_Section):
     temperature: Annotated[float, _between(0.0, 2.0)] = 0.7
     timeout_seconds: Seconds = 30.0
     """Time allowed until the reply starts playing."""
+    server: ServerConfig | None = None
+    """Start llama-server on ``url`` (null: the server at ``url`` is yours to run)."""
+
+    _on_this_machine = model_validator(mode="after")(_managed_on_this_machine("llm"))
 
 
 class TtsConfig(_Section):
@@ -227,15 +267,23 @@ def load_config(
     path: Path | None = None,
     *,
     env: Mapping[str, str] | None = None,
-    base: Path = DEFAULT_CONFIG,
+    base: Path | None = None,
 ) -> Config:
-    """Load the bundled defaults, overlay ``path`` (which may be partial) and validate."""
+    """Load the bundled defaults (``base``, by default ``DEFAULT_CONFIG``), overlay ``path``
+    (which may be partial: ``user_config`` finds the user's own) and validate.
+
+    A relative path is relative to the file that sets it. The models folder is $LINGLING_MODELS,
+    else ``models_dir`` (``models/`` in a checkout; outside one the bundled value means
+    ``default_models_dir``). The intents folder is ``intents.directory``; a user file that does
+    not set it uses an ``intents/`` folder beside it if there is one, instead of the bundled ones.
+    """
     env = os.environ if env is None else env
+    base = DEFAULT_CONFIG if base is None else base
     data = _read_yaml(base)
     user: dict[str, Any] = {}
     if path is not None:
         user = _read_yaml(path)
-        data = _merge(data, user)
+        data = _merge(data, _own_servers(user))
     if env.get(MODELS_ENV):
         data["models_dir"] = env[MODELS_ENV]
     try:
@@ -254,9 +302,12 @@ def load_config(
     models_dir = anchored(config.models_dir, "models_dir")
     if env.get(MODELS_ENV):
         models_dir = Path(env[MODELS_ENV]).expanduser().resolve()
-    intents = config.intents.model_copy(
-        update={"directory": anchored(config.intents.directory, "intents", "directory")}
-    )
+    elif "models_dir" not in user and not is_checkout(base.parent):
+        models_dir = default_models_dir(env)
+    intents_dir = anchored(config.intents.directory, "intents", "directory")
+    if path is not None and not _sets(user, "intents", "directory"):
+        intents_dir = intents_beside(path) or intents_dir
+    intents = config.intents.model_copy(update={"directory": intents_dir})
     return config.model_copy(update={"models_dir": models_dir, "intents": intents})
 
 
@@ -300,6 +351,17 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
+def _own_servers(user: dict[str, Any]) -> dict[str, Any]:
+    """A file that names a server's ``url`` and no ``server`` means the server there is its
+    own: Lingling does not start one."""
+    user = dict(user)
+    for section in ("stt", "llm"):
+        value = user.get(section)
+        if isinstance(value, dict) and "url" in value and "server" not in value:
+            user[section] = {**value, "server": None}
+    return user
+
+
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     merged = dict(base)
     for key, value in over.items():
@@ -335,3 +397,79 @@ def _describe(err: ValidationError) -> str:
     else:
         message = first["msg"][0].lower() + first["msg"][1:]
     return f"{path or '(top level)'}: {message}"
+
+
+# --- where things are: the bundled files, the user's config, the models -------------------------
+
+SYSTEM_CONFIG: Final = Path("/etc/lingling/config.yaml")
+_CHECKOUT: Final = Path(__file__).resolve().parent.parent
+
+
+def is_checkout(folder: Path) -> bool:
+    """Whether ``folder`` is Lingling's source tree (a clone, or an editable install's source)."""
+    return (folder / "pyproject.toml").is_file() and (folder / "assistant").is_dir()
+
+
+def bundled(name: str) -> Path:
+    """A file or folder Lingling ships: ``config.yaml``, ``intents``, ``models/manifest.yaml``.
+
+    Running from a checkout (a clone, an editable install) it is the checkout's own, at the top;
+    installed from the wheel it is the package data (``assistant/data/NAME``).
+    """
+    if is_checkout(_CHECKOUT):
+        return _CHECKOUT / name
+    data = importlib.resources.files("assistant").joinpath("data", *name.split("/"))
+    if not isinstance(data, Path):  # e.g. a zipped package: Lingling needs real files
+        raise ConfigError(f"{name}: Lingling's package data is not in a folder ({data})")
+    return data
+
+
+DEFAULT_CONFIG: Final = bundled("config.yaml")
+
+
+def config_search_path(env: Mapping[str, str] | None = None) -> list[Path]:
+    """Where a user's config is looked for when none is named, first first:
+    ``$XDG_CONFIG_HOME/lingling/config.yaml`` (``~/.config/...``), ``/etc/lingling/config.yaml``."""
+    env = os.environ if env is None else env
+    found = []
+    config_home = env.get("XDG_CONFIG_HOME") or (
+        str(Path(env["HOME"]) / ".config") if env.get("HOME") else ""
+    )
+    if config_home:
+        found.append(Path(config_home) / "lingling" / "config.yaml")
+    found.append(SYSTEM_CONFIG)
+    return found
+
+
+def user_config(path: Path | None = None, env: Mapping[str, str] | None = None) -> Path | None:
+    """The user's config file: ``path`` when given, else the first of ``config_search_path``
+    that exists, else None (the bundled defaults alone)."""
+    if path is not None:
+        return path
+    return next((found for found in config_search_path(env) if found.is_file()), None)
+
+
+def default_models_dir(env: Mapping[str, str] | None = None) -> Path:
+    """The models folder outside a checkout: ``$XDG_DATA_HOME/lingling/models``
+    (``~/.local/share/lingling/models``)."""
+    env = os.environ if env is None else env
+    data_home = env.get("XDG_DATA_HOME")
+    if data_home:
+        return Path(data_home).expanduser().resolve() / "lingling" / "models"
+    home = Path(env["HOME"]) if env.get("HOME") else Path.home()
+    return home / ".local" / "share" / "lingling" / "models"
+
+
+def intents_beside(path: Path) -> Path | None:
+    """The ``intents/`` folder beside a user's config file, if there is one."""
+    folder = path.parent / "intents"
+    return folder.resolve() if folder.is_dir() else None
+
+
+def _sets(settings: dict[str, Any], *keys: str) -> bool:
+    """Whether ``settings`` (a file's contents) sets the key at ``keys``."""
+    for key in keys:
+        if not isinstance(settings, dict) or key not in settings:
+            return False
+        settings = settings[key]
+    return True

@@ -59,12 +59,15 @@ def write_silent_wav(path: Path, seconds: float) -> Path:
 
 
 def write_run_config(path: Path, models: Path, words: Sequence[str]) -> Path:
-    """A config for ``lingling run`` with these wake words, the tone voice and no MQTT."""
+    """A config for ``lingling run`` with these wake words, the tone voice, no MQTT and no
+    servers of its own (what is measured is Lingling alone)."""
     listed = ", ".join(words)
     path.write_text(
         f"models_dir: {models}\n"
         f"wake: {{models: [{listed}]}}\n"
         "tts: {voice: tone_voice}\n"
+        "stt: {server: null}\n"
+        "llm: {server: null}\n"
         "mqtt: {enabled: false}\n",
         encoding="utf-8",
     )

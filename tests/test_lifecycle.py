@@ -52,6 +52,8 @@ async def test_ready_watchdog_and_a_clean_stop_on_sigterm(
     config.write_text(
         f"models_dir: {models_dir}\n"
         "tts: {voice: tone_voice}\n"
+        "stt: {server: null}\n"  # no turn is taken: no servers are needed
+        "llm: {server: null}\n"
         f"mqtt: {{host: 127.0.0.1, port: {broker.port}, site: hall}}\n",
         encoding="utf-8",
     )

@@ -17,7 +17,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 from assistant.adapters.endpoints import server_root
 from assistant.config import Config
+from assistant.errors import ConfigError
 from assistant.service.checks import Check, Status, fail, fetch_hint, ok
+from assistant.service.servers import LLAMA, WHISPER, Kind, find_binary, find_model_file
 
 HTTP_TIMEOUT_SECONDS: Final = 2.0
 MQTT_TIMEOUT_SECONDS: Final = 3.0
@@ -75,7 +77,32 @@ def _model_in(folder: Path, pattern: str, default: str) -> Path:
     return found[0] if found else folder / default
 
 
+def managed_check(config: Config, kind: Kind, c: str, timeout: float) -> Check:
+    """A server Lingling runs itself: its program and model, and that its port is free."""
+    server = config.stt.server if kind is WHISPER else config.llm.server
+    assert server is not None
+    name = kind.name
+    try:
+        binary = find_binary(kind, server, dict(os.environ))
+        model = find_model_file(config.models_dir, kind, server)
+    except ConfigError as err:
+        fetch = fetch_hint(c, kind.models) if "model" in str(err).split(":")[0] else None
+        return fail(name, str(err), fetch or "scripts/build-servers builds both servers")
+    url = config.stt.url if kind is WHISPER else config.llm.url
+    status, _ = _http(server_root(url) + "/health", timeout)
+    where = _shown(server_root(url))
+    if status != 0:
+        return fail(
+            name,
+            f"Lingling runs it on {where}, but something already answers there",
+            f"stop what runs on that port, or set {kind.section}.server: null to use it",
+        )
+    return ok(name, f"Lingling runs {binary} -m {model} on {where}")
+
+
 def whisper_check(config: Config, c: str, timeout: float) -> Check:
+    if config.stt.server is not None:
+        return managed_check(config, WHISPER, c, timeout)
     name = "whisper.cpp server"
     root = server_root(config.stt.url)
     host, port = _endpoint(config.stt.url)
@@ -103,6 +130,8 @@ def whisper_check(config: Config, c: str, timeout: float) -> Check:
 
 
 def llama_check(config: Config, c: str, timeout: float) -> Check:
+    if config.llm.server is not None:
+        return managed_check(config, LLAMA, c, timeout)
     name = "llama.cpp server"
     root = server_root(config.llm.url)
     host, port = _endpoint(config.llm.url)

@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
@@ -19,6 +19,8 @@ from assistant.core.ports import Microphone, Speaker, TurnDetector
 from assistant.errors import ConfigError
 from assistant.runtime.observer import JsonlEventLog, Observer, TurnRecord
 from assistant.service.notify import Notifier, watchdog_loop
+from assistant.service.servers import ManagedServer
+from assistant.service.servers import specs as server_specs
 
 if TYPE_CHECKING:
     from assistant.core.intents import Intents
@@ -79,7 +81,28 @@ async def serve(
     observers: Sequence[Observer] = (),
     notifier: Notifier | None = None,
 ) -> None:
-    """Load the models, open the audio and run until the input ends or the task is cancelled."""
+    """Start the managed servers, load the models, open the audio and run until the input ends
+    or the task is cancelled; the servers are stopped on every way out."""
+    if options.fast and options.input is None:
+        raise ConfigError("--fast needs --input")
+    servers = [ManagedServer(spec) for spec in server_specs(config)]
+    starting = asyncio.gather(*(server.start() for server in servers))
+    try:
+        await _serve(config, options, observers, notifier, starting)
+    finally:
+        await asyncio.shield(asyncio.gather(*(server.stop() for server in servers)))
+        starting.cancel()
+        with contextlib.suppress(BaseException):
+            await starting  # retrieved: a start that failed has been reported already
+
+
+async def _serve(
+    config: Config,
+    options: RunOptions,
+    observers: Sequence[Observer],
+    notifier: Notifier | None,
+    servers_started: Awaitable[object],
+) -> None:
     from assistant.adapters.llama import LlamaChat
     from assistant.adapters.microphone import SoundDeviceMicrophone
     from assistant.adapters.openwakeword import OpenWakeWord
@@ -90,16 +113,15 @@ async def serve(
     from assistant.adapters.whisper import WhisperTranscriber
     from assistant.runtime.runtime import Runtime
 
-    if options.fast and options.input is None:
-        raise ConfigError("--fast needs --input")
     realtime = not options.fast
-    # The models load in parallel: the wake word's import dominates start-up.
-    wake_word, vad, turn_detector, synthesizer, intents = await asyncio.gather(
+    # The models load in parallel, while the servers load theirs.
+    wake_word, vad, turn_detector, synthesizer, intents, _ = await asyncio.gather(
         asyncio.to_thread(OpenWakeWord, config.wake, config.models_dir),
         asyncio.to_thread(SileroVad, config.vad, config.models_dir),
         asyncio.to_thread(_load_turn_detector, config),
         asyncio.to_thread(PiperSynthesizer, config.tts, config.models_dir),
         asyncio.to_thread(_load_intents, config),
+        servers_started,
     )
     await asyncio.to_thread(synthesizer.warm)
     microphone: Microphone
