@@ -9,17 +9,16 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from assistant import __version__
-from assistant.config import Config, load_config
+from assistant.config import DEFAULT_CONFIG, Config, load_config
 from assistant.errors import AssistantError, ConfigError
-
-if TYPE_CHECKING:
-    pass
+from assistant.paths import config_search_path, default_models_dir, is_checkout, user_config
 
 _LOGGER = logging.getLogger("assistant")
-CONFIG_HELP = "YAML file over the bundled defaults"
+_WITHOUT_C = "without -c: ~/.config/lingling/config.yaml, else /etc/lingling/config.yaml, if there"
+CONFIG_HELP = f"YAML file over the bundled defaults ({_WITHOUT_C})"
+MODELS_CONFIG_HELP = f"use this config's models_dir ({_WITHOUT_C})"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -27,18 +26,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     _setup_logging(args.log_level)
     if args.command == "devices":
         return _devices()
+    if args.command == "diagram":
+        return _diagram(args.output, args.format)
+    config_path = user_config(getattr(args, "config", None))
     if args.command == "doctor":
         from assistant.service.doctor import print_report, run_checks
 
-        return print_report(run_checks(args.config))
-    if args.command == "diagram":
-        return _diagram(args.output, args.format)
+        return print_report(run_checks(config_path))
     try:
         if args.command in ("run", "listen"):
             from assistant.service.serve import refuse_root
 
             refuse_root()
-        config = load_config(args.config)
+        config = load_config(config_path)
+        if args.command in ("run", "listen"):
+            _LOGGER.info("config: %s", config_path or "the bundled config.yaml")
         if args.command == "intent":
             from assistant.core.intents import print_intent
 
@@ -68,7 +70,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lingling", description="A local-first voice assistant.")
+    parser = argparse.ArgumentParser(
+        prog="lingling",
+        description="A local-first voice assistant.",
+        epilog=_where_things_are(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"lingling {__version__}")
     parser.add_argument(
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
@@ -103,16 +110,32 @@ def _parser() -> argparse.ArgumentParser:
     models = commands.add_parser("models", help="download models and list what is there")
     models_commands = models.add_subparsers(dest="models_command", required=True)
     fetch = models_commands.add_parser("fetch", help="download models (models/manifest.yaml)")
-    fetch.add_argument("-c", "--config", type=Path, help="use this config's models_dir")
+    fetch.add_argument("-c", "--config", type=Path, help=MODELS_CONFIG_HELP)
     fetch.add_argument("group", help="wake, vad, voice, whisper, llm, or all")
     fetch.add_argument("names", nargs="*", help="entries of the group (default: its defaults)")
     fetch.add_argument(
         "--no-verify", action="store_true", help="accept files that have no published sha256"
     )
     listing = models_commands.add_parser("list", help="what the manifest offers, what is here")
-    listing.add_argument("-c", "--config", type=Path, help="use this config's models_dir")
+    listing.add_argument("-c", "--config", type=Path, help=MODELS_CONFIG_HELP)
     listing.add_argument("--quick", action="store_true", help="compare sizes only, no hashing")
     return parser
+
+
+def _where_things_are() -> str:
+    """The epilog of ``lingling --help``: which files Lingling reads, in order."""
+    if is_checkout(DEFAULT_CONFIG.parent):
+        models = f"{DEFAULT_CONFIG.parent / 'models'} in this checkout"
+    else:
+        models = str(default_models_dir())
+    search = "".join(f"\n  {path}" for path in config_search_path())
+    return (
+        f"Configuration: the bundled defaults ({DEFAULT_CONFIG}) overlaid by one file, which\n"
+        f"needs only the keys it changes: -c FILE, else the first of these that exists:{search}\n"
+        "Intents: intents.directory, else an intents/ folder beside that file (instead of the\n"
+        "bundled ones), else the bundled ones.\n"
+        f"Models: $LINGLING_MODELS, else models_dir, by default {models}."
+    )
 
 
 def _setup_logging(level: str) -> None:

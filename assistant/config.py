@@ -6,7 +6,6 @@ one line naming its path, e.g. ``wake.threshold: must be between 0 and 1``.
 
 from __future__ import annotations
 
-import importlib.resources
 import json
 import os
 import re
@@ -19,7 +18,9 @@ import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from assistant.errors import ConfigError
+from assistant.paths import bundled, default_models_dir, intents_beside, is_checkout
 
+DEFAULT_CONFIG: Final = bundled("config.yaml")
 MODELS_ENV: Final = "LINGLING_MODELS"
 
 
@@ -247,6 +248,14 @@ class IntentsConfig(_Section):
     """After a reply that asks a question, listen this long without the wake word (0: never)."""
 
 
+class TimersConfig(_Section):
+    ring_seconds: Annotated[float, _between(1.0, 3600.0)] = 60.0
+    """A finished timer rings until stopped, or this long."""
+    state_file: Path | None = None
+    """Where timers are kept across restarts; null: $STATE_DIRECTORY/timers.json under systemd,
+    else ~/.local/state/lingling/timers.json."""
+
+
 class Config(_Section):
     models_dir: Path = Path("models")
     """Where models are looked up; the environment variable LINGLING_MODELS overrides it."""
@@ -258,6 +267,7 @@ class Config(_Section):
     tts: TtsConfig = TtsConfig()
     mqtt: MqttConfig = MqttConfig()
     intents: IntentsConfig = IntentsConfig()
+    timers: TimersConfig = TimersConfig()
     barge_in: bool = False
     """Let the wake word interrupt Lingling while it thinks or speaks. Without echo cancellation
     (see the README) its own voice could wake it: leave it off then."""
@@ -270,7 +280,7 @@ def load_config(
     base: Path | None = None,
 ) -> Config:
     """Load the bundled defaults (``base``, by default ``DEFAULT_CONFIG``), overlay ``path``
-    (which may be partial: ``user_config`` finds the user's own) and validate.
+    (which may be partial; ``assistant.paths.user_config`` finds the user's own) and validate.
 
     A relative path is relative to the file that sets it. The models folder is $LINGLING_MODELS,
     else ``models_dir`` (``models/`` in a checkout; outside one the bundled value means
@@ -397,73 +407,6 @@ def _describe(err: ValidationError) -> str:
     else:
         message = first["msg"][0].lower() + first["msg"][1:]
     return f"{path or '(top level)'}: {message}"
-
-
-# --- where things are: the bundled files, the user's config, the models -------------------------
-
-SYSTEM_CONFIG: Final = Path("/etc/lingling/config.yaml")
-_CHECKOUT: Final = Path(__file__).resolve().parent.parent
-
-
-def is_checkout(folder: Path) -> bool:
-    """Whether ``folder`` is Lingling's source tree (a clone, or an editable install's source)."""
-    return (folder / "pyproject.toml").is_file() and (folder / "assistant").is_dir()
-
-
-def bundled(name: str) -> Path:
-    """A file or folder Lingling ships: ``config.yaml``, ``intents``, ``models/manifest.yaml``.
-
-    Running from a checkout (a clone, an editable install) it is the checkout's own, at the top;
-    installed from the wheel it is the package data (``assistant/data/NAME``).
-    """
-    if is_checkout(_CHECKOUT):
-        return _CHECKOUT / name
-    data = importlib.resources.files("assistant").joinpath("data", *name.split("/"))
-    if not isinstance(data, Path):  # e.g. a zipped package: Lingling needs real files
-        raise ConfigError(f"{name}: Lingling's package data is not in a folder ({data})")
-    return data
-
-
-DEFAULT_CONFIG: Final = bundled("config.yaml")
-
-
-def config_search_path(env: Mapping[str, str] | None = None) -> list[Path]:
-    """Where a user's config is looked for when none is named, first first:
-    ``$XDG_CONFIG_HOME/lingling/config.yaml`` (``~/.config/...``), ``/etc/lingling/config.yaml``."""
-    env = os.environ if env is None else env
-    found = []
-    config_home = env.get("XDG_CONFIG_HOME") or (
-        str(Path(env["HOME"]) / ".config") if env.get("HOME") else ""
-    )
-    if config_home:
-        found.append(Path(config_home) / "lingling" / "config.yaml")
-    found.append(SYSTEM_CONFIG)
-    return found
-
-
-def user_config(path: Path | None = None, env: Mapping[str, str] | None = None) -> Path | None:
-    """The user's config file: ``path`` when given, else the first of ``config_search_path``
-    that exists, else None (the bundled defaults alone)."""
-    if path is not None:
-        return path
-    return next((found for found in config_search_path(env) if found.is_file()), None)
-
-
-def default_models_dir(env: Mapping[str, str] | None = None) -> Path:
-    """The models folder outside a checkout: ``$XDG_DATA_HOME/lingling/models``
-    (``~/.local/share/lingling/models``)."""
-    env = os.environ if env is None else env
-    data_home = env.get("XDG_DATA_HOME")
-    if data_home:
-        return Path(data_home).expanduser().resolve() / "lingling" / "models"
-    home = Path(env["HOME"]) if env.get("HOME") else Path.home()
-    return home / ".local" / "share" / "lingling" / "models"
-
-
-def intents_beside(path: Path) -> Path | None:
-    """The ``intents/`` folder beside a user's config file, if there is one."""
-    folder = path.parent / "intents"
-    return folder.resolve() if folder.is_dir() else None
 
 
 def _sets(settings: dict[str, Any], *keys: str) -> bool:

@@ -10,8 +10,10 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
+from assistant import paths
 from assistant.config import DEFAULT_CONFIG, Config, find_model, load_config
 from assistant.errors import ConfigError
+from assistant.paths import config_search_path, user_config
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -187,3 +189,61 @@ def test_the_readme_documents_every_key() -> None:
         return found
 
     assert keys(Config) == documented
+
+
+# --- where the user's files are ------------------------------------------------------------------
+
+
+def test_the_users_config_is_the_first_found(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    system = tmp_path / "etc" / "config.yaml"
+    monkeypatch.setattr(paths, "SYSTEM_CONFIG", system)
+    home = tmp_path / "home"
+    mine = home / ".config" / "lingling" / "config.yaml"
+    env = {"HOME": str(home)}
+    assert config_search_path(env) == [mine, system]
+    assert user_config(env=env) is None  # neither: the bundled config alone
+
+    system.parent.mkdir()
+    system.write_text("wake: {threshold: 0.6}\n")
+    assert user_config(env=env) == system
+    mine.parent.mkdir(parents=True)
+    mine.write_text("wake: {threshold: 0.7}\n")
+    assert user_config(env=env) == mine
+    assert load_config(user_config(env=env), env=env).wake.threshold == 0.7  # no merging of both
+    assert user_config(tmp_path / "named.yaml", env) == tmp_path / "named.yaml"  # -c wins
+    xdg = tmp_path / "xdg"
+    assert config_search_path({**env, "XDG_CONFIG_HOME": str(xdg)})[0] == (
+        xdg / "lingling" / "config.yaml"
+    )
+
+
+def test_an_intents_folder_beside_the_users_config_replaces_the_bundled_one(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path, "wake: {threshold: 0.7}\n")
+    assert load_config(path, env={}).intents.directory == DEFAULT_CONFIG.parent / "intents"
+
+    (tmp_path / "intents").mkdir()
+    assert load_config(path, env={}).intents.directory == tmp_path / "intents"
+
+    path.write_text("intents: {directory: /elsewhere}\n")  # the setting wins
+    assert load_config(path, env={}).intents.directory == Path("/elsewhere")
+
+
+def test_outside_a_checkout_models_are_in_the_users_data_folder(tmp_path: Path) -> None:
+    data = tmp_path / "site-packages" / "assistant" / "data"  # the wheel's package data
+    data.mkdir(parents=True)
+    base = data / "config.yaml"
+    base.write_text(DEFAULT_CONFIG.read_text(encoding="utf-8"), encoding="utf-8")
+    home = tmp_path / "home"
+
+    def models(path: Path | None = None, **env: str) -> Path:
+        return load_config(path, env={"HOME": str(home), **env}, base=base).models_dir
+
+    assert models() == home / ".local" / "share" / "lingling" / "models"
+    assert models(XDG_DATA_HOME=str(tmp_path / "data")) == tmp_path / "data" / "lingling" / "models"
+    assert models(write(tmp_path, "models_dir: mine\n")) == tmp_path / "mine"
+    assert models(LINGLING_MODELS=str(tmp_path / "env")) == tmp_path / "env"
+    assert load_config(env={}).models_dir == DEFAULT_CONFIG.parent / "models"  # a checkout

@@ -90,6 +90,7 @@ def test_the_system_unit_has_the_service_contract() -> None:
         "After": "network-online.target sound.target",
         "ExecStart": "/opt/lingling/.venv/bin/lingling run -c /etc/lingling/config.yaml",
         "Environment": "LINGLING_MODELS=/var/lib/lingling/models",
+        "Documentation": "file:///opt/lingling/doc/README.md",
         "StateDirectory": "lingling",
         "ConfigurationDirectory": "lingling",
         "NoNewPrivileges": "yes",
@@ -107,6 +108,33 @@ def test_the_system_unit_has_the_service_contract() -> None:
     assert int(settings["RestartSec"][0]) > 0
     # sounddevice's CFFI callbacks need W+X memory: see the comment in the unit
     assert "MemoryDenyWriteExecute" not in settings
+
+
+def size(value: str) -> int:
+    """A systemd size (``3G``, ``512M``, ``1024``) in bytes."""
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    if value[-1:] in units:
+        return int(float(value[:-1]) * units[value[-1]])
+    return int(value)
+
+
+@pytest.mark.parametrize("unit", ["lingling.service", "lingling-user.service"])
+def test_the_units_make_room_for_lingling_and_its_two_servers(unit: str) -> None:
+    settings = unit_settings((DEPLOY / unit).read_text())
+    # Qwen2.5 1.5B Q4_K_M in llama-server, whisper base.en in whisper-server, Lingling: ~2.3 GB
+    # (the sums are in lingling.service); both limits leave room above that.
+    assert size(settings["MemoryHigh"][0]) >= 3 * (1 << 30)
+    assert size(settings["MemoryMax"][0]) > size(settings["MemoryHigh"][0])
+    assert 256 <= int(settings["TasksMax"][0]) <= 4096  # threads of all three; not unbounded
+    # the servers are found on the unit's PATH, the install's own bin/ first
+    (path,) = [v for v in settings["Environment"] if v.startswith("PATH=")]
+    prefix = "/opt/lingling" if unit == "lingling.service" else "%h/.local/share/lingling"
+    assert path.split("=", 1)[1].split(":") == [
+        f"{prefix}/bin",
+        "/usr/local/bin",
+        "/usr/bin",
+        "/bin",
+    ]
 
 
 def test_the_user_unit_runs_from_the_home_directory() -> None:
@@ -207,6 +235,9 @@ def test_the_plist_is_a_keep_alive_agent_with_logs() -> None:
     assert plist["StandardOutPath"] == "@LOG_DIR@/lingling.log"
     assert plist["StandardErrorPath"] == "@LOG_DIR@/lingling.err.log"
     assert plist["EnvironmentVariables"]["LINGLING_MODELS"] == "@PREFIX@/models"
+    # launchd's PATH has no Homebrew: whisper-server and llama-server must be found
+    path = plist["EnvironmentVariables"]["PATH"].split(":")
+    assert path[:2] == ["@PREFIX@/bin", "/opt/homebrew/bin"]
 
 
 @pytest.mark.skipif(shutil.which("plutil") is None, reason="plutil is macOS only")
@@ -265,11 +296,19 @@ def test_a_dry_run_prints_every_step_and_touches_nothing(tmp_path: Path, mode: l
     assert not prefix.exists()
     assert {path: path.exists() for path in system_paths} == existed
     out = result.stdout
-    assert f"+ mkdir -p {prefix}/src" in out
+    wheel = f"{prefix}/wheels/lingling-VERSION-py3-none-any.whl"
+    assert f"+ build the wheel of {REPO.resolve()} into {prefix}/wheels" in out
     assert f"{prefix}/.venv/bin/python -m pip install" in out
+    assert f" -c {REPO.resolve()}/constraints.txt {wheel}\n" in out  # the wheel, tested versions
+    assert " -e " not in out  # no editable install,
+    assert "/src" not in out  # and no copy of the source
+    assert f"+ install -m 0644 {REPO.resolve()}/README.md {prefix}/doc/README.md" in out
     assert "Dry run: nothing was changed." in out
     assert "models fetch -c " in out
     assert " doctor -c " in out
+    config_dir = f"{home}/.config/lingling" if mode else "/etc/lingling"
+    intents = " ".join(str(path) for path in sorted((REPO.resolve() / "intents").glob("*.yaml")))
+    assert f"+ install -m 06{'0' if mode else '4'}0 {intents} {config_dir}/intents/" in out
     if mode:
         assert f"+ write {home}/.config/lingling/config.yaml (mode 0600):" in out
         assert "systemctl --user enable --now lingling" in out
@@ -279,6 +318,7 @@ def test_a_dry_run_prints_every_step_and_touches_nothing(tmp_path: Path, mode: l
         assert "+ write /etc/systemd/system/lingling.service (mode 0644):" in out
         assert "sudo systemctl enable --now lingling" in out
         assert "+ install -d -o lingling -g lingling -m 0750 /var/lib/lingling" in out
+        assert "+ chgrp -R lingling /etc/lingling/config.yaml /etc/lingling/intents" in out
 
 
 def test_the_installed_config_loads_with_its_folders_resolved(tmp_path: Path) -> None:
@@ -288,15 +328,54 @@ def test_the_installed_config_loads_with_its_folders_resolved(tmp_path: Path) ->
     config_path = tmp_path / "config.yaml"
     config_path.write_text(written(result.stdout, f"{tmp_path}/home/.config/lingling/config.yaml"))
 
+    (tmp_path / "intents").mkdir()  # what the install copies beside it
+
     config = load_config(config_path, env={})
 
     assert config.models_dir == prefix / "models"
-    assert config.intents.directory == prefix / "src" / "intents"
+    assert config.intents.directory == tmp_path / "intents"
+
+
+def test_the_installer_puts_found_servers_on_the_units_path(tmp_path: Path) -> None:
+    found = tmp_path / "built"
+    fake_executable(found / "whisper-server")
+    fake_executable(found / "llama-server")
+    prefix = tmp_path / "prefix"
+    env = {
+        "LINGLING_WHISPER_SERVER": str(found / "whisper-server"),
+        "LINGLING_LLAMA_SERVER": str(found / "llama-server"),
+    }
+
+    result = install(tmp_path, "--dry-run", "--user", "--prefix", str(prefix), env=env)
+
+    assert result.returncode == 0, result.stderr
+    for name in ("whisper-server", "llama-server"):
+        assert f"+ install -D -m 0755 {found / name} {prefix}/bin/{name}" in result.stdout
+    assert "Lingling starts whisper-server and llama-server itself" in result.stdout
+    unit = written(result.stdout, f"{tmp_path}/home/.config/systemd/user/lingling.service")
+    assert f"Environment=PATH={prefix}/bin:/usr/local/bin:/usr/bin:/bin" in unit
+
+
+def test_without_servers_the_installer_says_how_to_build_them(tmp_path: Path) -> None:
+    result = install(
+        tmp_path,
+        "--dry-run",
+        "--user",
+        env={"LINGLING_CACHE": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin"},
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "Build whisper-server and llama-server: " in result.stdout
+    assert "scripts/build-servers, then run this again" in result.stdout
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
-    [(["--bogus"], "unknown option --bogus"), (["--prefix"], "--prefix needs a directory")],
+    [
+        (["--bogus"], "unknown option --bogus"),
+        (["--prefix"], "--prefix needs a directory"),
+        (["--wheel"], "--wheel needs a file"),
+    ],
 )
 def test_the_installer_refuses_bad_arguments(tmp_path: Path, args: list[str], message: str) -> None:
     result = install(tmp_path, *args)

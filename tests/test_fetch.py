@@ -343,10 +343,11 @@ def test_a_terminal_gets_a_progress_bar(server: FileServer, tmp_path: Path) -> N
 
     fetch_file(file, tmp_path, stream=out)
 
-    text = out.getvalue()
-    assert text.startswith("\r")
-    assert "kind/model.bin [########################] 100% 600.0 KB/600.0 KB" in text
-    assert text.endswith("\n")
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out.getvalue())  # without colours and moves
+    last = text.rstrip("\n").splitlines()[-1]
+    assert re.match(r"kind/model\.bin ━+ 100% 600\.0/600\.0 kB \S+ [kMG]?B/s 0:00:00$", last), last
+    assert "downloading" not in text  # the bar replaces the plain lines
+    assert (tmp_path / "kind" / "model.bin").stat().st_size == 600_000
 
 
 # --- the manifest --------------------------------------------------------------------------------
@@ -510,7 +511,7 @@ def test_the_commands_fetch_list_and_report_errors(
     os.remove(models / "kind" / "a.bin")
     assert fetch_command("kind", ["a"], models, manifest_path=manifest_path) == 1
     err = capsys.readouterr().err
-    assert err.strip().splitlines()[-1] == f"lingling: {server.url('a.bin')}: HTTP 404 Not Found"
+    assert err.startswith(f"lingling: {server.url('a.bin')}: HTTP 404 Not Found\n")
     assert fetch_command("nope", [], models, manifest_path=manifest_path) == 1
     assert "lingling: no model group 'nope'" in capsys.readouterr().err
 
@@ -519,6 +520,60 @@ def test_the_commands_fetch_list_and_report_errors(
     blocked.write_text("not a folder")
     assert fetch_command("kind", [], blocked / "models", manifest_path=manifest_path) == 1
     assert capsys.readouterr().err.startswith("lingling: Not a directory: ")
+
+
+@pytest.mark.parametrize("fault", ["offline", "cut"])
+def test_a_failed_download_names_the_file_and_where_to_put_it(
+    server: FileServer, tmp_path: Path, capsys: pytest.CaptureFixture[str], fault: str
+) -> None:
+    data = blob(50_000)
+    manifest_path = write_manifest(tmp_path / "m.yaml", server, {"a.bin": data})
+    models = tmp_path / "models"
+    url = server.url("a.bin")
+    if fault == "offline":
+        url = f"http://127.0.0.1:{closed_port()}/a.bin"
+        manifest_path.write_text(manifest_path.read_text().replace(server.url("a.bin"), url))
+    else:
+        server.cut_after_bytes, server.cuts = 10_000, 10  # every try is cut
+
+    assert fetch_command("kind", [], models, manifest_path=manifest_path) == 1
+
+    *_, failure, advice, source, place = capsys.readouterr().err.strip().splitlines()
+    destination = models / "kind" / "a.bin"
+    assert failure.startswith(f"lingling: {'cannot download ' if fault == 'offline' else ''}{url}")
+    assert advice.startswith("lingling: to fetch by hand, download each file still missing")
+    assert (source, place) == (f"  {url}", f"    -> {destination}")
+    destination.write_bytes(data)  # the user does just that
+    assert fetch_command("kind", [], models, manifest_path=manifest_path) == 0
+    assert "kind/a.bin: already there" in capsys.readouterr().err
+
+
+def test_offline_every_file_still_missing_is_listed_with_its_place(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"http://127.0.0.1:{closed_port()}"
+    models: dict[str, Any] = {
+        name: [{"dest": f"kind/{name}.bin", "url": f"{url}/{name}.bin", "sha256": "0" * 64}]
+        for name in ("a", "b", "c")
+    }
+    manifest_path = tmp_path / "m.yaml"
+    manifest_path.write_text(
+        yaml.safe_dump({"groups": {"kind": {"default": ["a", "b", "c"], "models": models}}})
+    )
+    folder = tmp_path / "models"
+    (folder / "kind").mkdir(parents=True)
+    (folder / "kind" / "b.bin").write_bytes(b"already here")
+
+    assert fetch_command("kind", [], folder, manifest_path=manifest_path) == 1
+
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[0].startswith(f"lingling: cannot download {url}/a.bin: ")
+    assert lines[2:] == [
+        f"  {url}/a.bin",
+        f"    -> {folder}/kind/a.bin",
+        f"  {url}/c.bin",
+        f"    -> {folder}/kind/c.bin",
+    ]
 
 
 def test_the_default_manifest_is_in_the_repository() -> None:

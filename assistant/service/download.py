@@ -2,7 +2,7 @@
 
 A download goes to ``<dest>.part`` (resumed with an HTTP Range request when one is left over), is
 checked against the manifest's size and sha256, and only then renamed into place: a file under its
-real name is always a whole, verified one. Standard library only (urllib).
+real name is always a whole, verified one. urllib downloads; rich draws the progress bar.
 """
 
 from __future__ import annotations
@@ -19,6 +19,9 @@ import urllib.request
 from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any, Final
+
+import rich.console
+import rich.progress
 
 from assistant import __version__
 from assistant.service.manifest import FetchError, ModelEntry, ModelFile
@@ -88,11 +91,15 @@ def fetch_file(
         try:
             _download(file, part, out, timeout_seconds)
             break
+        except _Unreachable as err:
+            raise DownloadError(str(err), url=file.url, path=path) from err
         except _Interrupted as err:
             if attempt > resume_attempts:
-                raise FetchError(
+                raise DownloadError(
                     f"{file.url}: {err}; {part.stat().st_size} bytes kept in {part.name}: "
-                    "run the same command again to resume"
+                    "run the same command again to resume",
+                    url=file.url,
+                    path=path,
                 ) from err
             print(f"{file.dest}: {err}; resuming (attempt {attempt + 1})", file=out)
             time.sleep(RESUME_BACKOFF_SECONDS * attempt)
@@ -119,8 +126,23 @@ def fetch_file(
     return path
 
 
+class DownloadError(FetchError):
+    """A file that could not be downloaded (offline, an HTTP error, a transfer that kept
+    failing): ``url`` is where it comes from, ``path`` where it goes, so that it can be put there
+    by hand."""
+
+    def __init__(self, message: str, *, url: str, path: Path) -> None:
+        super().__init__(message)
+        self.url = url
+        self.path = path
+
+
 class _Interrupted(Exception):
     """The transfer stopped part-way; what arrived is in the .part file."""
+
+
+class _Unreachable(Exception):
+    """The server could not be reached, or refused the file."""
 
 
 def _download(file: ModelFile, part: Path, out: IO[str], timeout_seconds: float) -> None:
@@ -141,11 +163,11 @@ def _download(file: ModelFile, part: Path, out: IO[str], timeout_seconds: float)
         err.close()
         if err.code == 416 and have:  # nothing after what we have: let the checks decide
             return
-        raise FetchError(f"{file.url}: HTTP {err.code} {err.reason}") from err
+        raise _Unreachable(f"{file.url}: HTTP {err.code} {err.reason}") from err
     except urllib.error.URLError as err:
-        raise FetchError(f"cannot download {file.url}: {err.reason} (offline?)") from err
+        raise _Unreachable(f"cannot download {file.url}: {err.reason} (offline?)") from err
     except (TimeoutError, OSError) as err:
-        raise FetchError(f"cannot download {file.url}: {err} (offline?)") from err
+        raise _Unreachable(f"cannot download {file.url}: {err} (offline?)") from err
     with response:
         start = _start_offset(response, have)
         total = _total(response, start, file.size)
@@ -225,55 +247,45 @@ def human_size(count: float) -> str:
 
 
 class Progress:
-    """A progress bar on a terminal; a line at the start and the end otherwise (logs, CI)."""
-
-    WIDTH: Final = 24
-    INTERVAL_SECONDS: Final = 0.1
+    """A rich progress bar on a terminal; a line at the start and one at the end otherwise (logs,
+    CI)."""
 
     def __init__(self, name: str, total: int | None, start: int, out: IO[str]) -> None:
         self.name = name
         self.total = total
         self.done = start
         self._out = out
-        self._tty = bool(getattr(out, "isatty", lambda: False)())
         self._started = time.monotonic()
-        self._first = start
-        self._shown = 0.0
-        resumed = f", resuming at {human_size(start)}" if start else ""
-        if not self._tty:
+        self._bar: rich.progress.Progress | None = None
+        if getattr(out, "isatty", lambda: False)():
+            self._bar = rich.progress.Progress(
+                rich.progress.TextColumn("{task.description}"),
+                rich.progress.BarColumn(),
+                rich.progress.TaskProgressColumn(),
+                rich.progress.DownloadColumn(),
+                rich.progress.TransferSpeedColumn(),
+                rich.progress.TimeRemainingColumn(),
+                console=rich.console.Console(file=out),
+            )
+            self._task = self._bar.add_task(name, total=total, completed=start)
+            self._bar.start()
+        else:
             size = human_size(total) if total is not None else "unknown size"
+            resumed = f", resuming at {human_size(start)}" if start else ""
             print(f"{name}: downloading ({size}{resumed})", file=out, flush=True)
 
     def advance(self, count: int) -> None:
         self.done += count
-        now = time.monotonic()
-        if self._tty and now - self._shown >= self.INTERVAL_SECONDS:
-            self._shown = now
-            self._draw(now)
+        if self._bar is not None:
+            self._bar.update(self._task, completed=self.done)
 
     def finish(self, *, interrupted: bool = False) -> None:
-        now = time.monotonic()
-        if self._tty:
-            self._draw(now)
-            self._out.write("\n")
-            self._out.flush()
+        if self._bar is not None:
+            self._bar.stop()
         elif not interrupted:
-            seconds = now - self._started
+            seconds = time.monotonic() - self._started
             print(
                 f"{self.name}: {human_size(self.done)} in {seconds:.1f} s",
                 file=self._out,
                 flush=True,
             )
-
-    def _draw(self, now: float) -> None:
-        rate = (self.done - self._first) / max(now - self._started, 1e-6)
-        if self.total:
-            fraction = min(1.0, self.done / self.total)
-            filled = round(fraction * self.WIDTH)
-            bar = "#" * filled + "-" * (self.WIDTH - filled)
-            sizes = f"{human_size(self.done)}/{human_size(self.total)}"
-            text = f"{self.name} [{bar}] {fraction:4.0%} {sizes}"
-        else:
-            text = f"{self.name} {human_size(self.done)}"
-        self._out.write(f"\r{text} {human_size(rate)}/s\x1b[K")
-        self._out.flush()

@@ -1,5 +1,6 @@
 """The model manifest, ``models/manifest.yaml``: every file Lingling can fetch, with its official
-URL, size and sha256, grouped (wake, vad, whisper, ...) with each group's defaults.
+URL, size and sha256, grouped (wake, vad, whisper, ...) with each group's defaults. Installed from
+the wheel, it is package data (``assistant.paths.bundled``).
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from typing import Any, Final
 import yaml
 
 from assistant.errors import AssistantError
+from assistant.paths import bundled
 
-DEFAULT_MANIFEST: Final = Path(__file__).resolve().parents[2] / "models" / "manifest.yaml"
+DEFAULT_MANIFEST: Final = bundled("models/manifest.yaml")
 ALL: Final = "all"
 _SHA256: Final = re.compile(r"[0-9a-f]{64}")
 

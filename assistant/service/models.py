@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from assistant.service.download import fetch, file_sha256, human_size
+from assistant.service.download import DownloadError, fetch, file_sha256, human_size
 from assistant.service.manifest import (
     DEFAULT_MANIFEST,
     FetchError,
@@ -95,9 +95,26 @@ def fetch_command(
     manifest_path: Path = DEFAULT_MANIFEST,
 ) -> int:
     """``lingling models fetch GROUP [NAME...]``: 0 when every file is there, 1 otherwise."""
+    entries: list[ModelEntry] = []
     try:
         entries = load_manifest(manifest_path).select(group, names)
         paths = fetch(entries, models_dir, verify=verify)
+    except DownloadError as err:
+        print(f"lingling: {err}", file=sys.stderr)
+        missing = [
+            (file.url, models_dir / file.dest)
+            for entry in entries
+            for file in entry.files
+            if not (models_dir / file.dest).is_file()
+        ]
+        print(
+            "lingling: to fetch by hand, download each file still missing and put it at the "
+            "path under it; the same command then checks them:",
+            file=sys.stderr,
+        )
+        for url, path in missing or [(err.url, err.path)]:
+            print(f"  {url}\n    -> {path}", file=sys.stderr)
+        return 1
     except FetchError as err:
         print(f"lingling: {err}", file=sys.stderr)
         return 1
