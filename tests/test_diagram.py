@@ -42,7 +42,7 @@ def test_every_transition_of_the_machine_is_drawn(draw: Any, pattern: str) -> No
     for transition in TRANSITIONS:
         trigger = transition["trigger"]
         callbacks = [c for k in ("before", "after", "prepare") for c in _names(transition.get(k))]
-        refuses = bool(callbacks) and all(c.startswith("_refuse") for c in callbacks)
+        refuses = bool(callbacks) and all(c.startswith(("_refuse", "_hold")) for c in callbacks)
         noted = transition["dest"] is None and (
             not callbacks or refuses or transition["trigger"] in SWITCHES
         )
@@ -52,7 +52,7 @@ def test_every_transition_of_the_machine_is_drawn(draw: Any, pattern: str) -> No
                 notes = [
                     line
                     for line in text.splitlines()
-                    if re.search(r"(ignored|refused|switches) ", line)
+                    if re.search(r"(ignored|refused|held|switches) ", line)
                 ]
                 assert any(re.search(rf"\b{trigger}\b", line) for line in notes), trigger
                 continue

@@ -23,7 +23,11 @@ def test_topics() -> None:
         "lingling/kitchen/listen",
         "lingling/kitchen/mute/set",
         "lingling/kitchen/cancel",
+        "lingling/kitchen/stop",
+        "lingling/kitchen/volume/set",
     )
+    assert TOPICS.timers == "lingling/kitchen/timers"
+    assert TOPICS.timer == "lingling/kitchen/timer"
     assert TOPICS.discovery == "homeassistant/device/lingling_kitchen/config"
     assert TOPICS.ha_status == "homeassistant/status"
     assert Topics("ll", "hall", "ha").discovery == "ha/device/lingling_hall/config"
@@ -75,6 +79,9 @@ def test_device_config() -> None:
         "state": "sensor",
         "mute": "switch",
         "listen": "button",
+        "stop": "button",
+        "volume": "number",
+        "timers": "sensor",
         "say": "notify",
         "transcript": "sensor",
         "response": "sensor",
@@ -98,6 +105,7 @@ def test_device_config() -> None:
         "transcribing",
         "thinking",
         "speaking",
+        "ringing",
     ]
     mute = components["mute"]
     assert (mute["command_topic"], mute["state_topic"]) == (
@@ -115,8 +123,20 @@ def test_device_config() -> None:
     intent = components["intent"]
     assert intent["state_topic"] == "lingling/kitchen/intent"
     assert intent["event_types"] == [*DEFAULT_INTENTS, "PlayMusic"]
-    assert {"HassTurnOn", "HassNevermind", "HassGetDate"} <= set(intent["event_types"])
+    assert {"HassTurnOn", "HassNevermind", "HassGetCurrentDate", "HassStartTimer"} <= set(
+        intent["event_types"]
+    )
 
 
 def test_device_config_without_an_origin_url() -> None:
     assert "url" not in device_config(TOPICS)["o"]
+
+
+def test_the_timers_sensor_counts_them_and_lists_them_in_its_attributes() -> None:
+    components = device_config(TOPICS)["cmps"]
+    timers = components["timers"]
+    assert timers["state_topic"] == timers["json_attributes_topic"] == "lingling/kitchen/timers"
+    assert timers["value_template"] == "{{ value_json | count }}"
+    assert "value_json" in timers["json_attributes_template"]
+    stop = components["stop"]
+    assert (stop["command_topic"], stop["payload_press"]) == ("lingling/kitchen/stop", "PRESS")

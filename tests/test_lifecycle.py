@@ -76,7 +76,7 @@ async def test_ready_watchdog_and_a_clean_stop_on_sigterm(
                 messages.extend(datagrams(notify_socket))
                 return sum(text in m for m in messages) > more_than
 
-            await eventually(lambda: heard("READY=1"), 20.0, "READY=1")
+            await eventually(lambda: heard("READY=1"), 60.0, "READY=1")  # a guard
             await eventually(lambda: heard("WATCHDOG=1"), 2.0, "a watchdog ping")
             await eventually(lambda: watcher.texts("lingling/hall/availability")[-1:] == ["online"])
             pings = sum("WATCHDOG=1" in m for m in messages)

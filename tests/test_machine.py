@@ -25,11 +25,13 @@ from assistant.core.commands import (
     ReportSayFinished,
     ReportTranscript,
     ResetWakeWord,
+    Ring,
     SetTimeout,
     Speculate,
     StartDeafTail,
     StartListening,
     StartTurn,
+    StopRing,
     Transcribe,
 )
 from assistant.core.events import (
@@ -52,7 +54,9 @@ from assistant.core.events import (
     SpeechPaused,
     SpeechResumed,
     SpeechStarted,
+    StopRequested,
     TimedOut,
+    TimerFinished,
     ToolCallRefused,
     Transcribed,
     WakeDetected,
@@ -514,3 +518,60 @@ def test_audio_is_taken_only_where_it_is_used() -> None:
     assert not machine.takes_audio  # speaking, without barge-in
     machine, _ = run(to_speaking(), Assistant(TIMEOUTS, barge_in=True))
     assert machine.takes_audio
+
+
+# -- timers: the machine owns the ringing ---------------------------------------------------------
+
+
+def test_a_finished_timer_rings_from_idle_until_stopped() -> None:
+    machine = Assistant(TIMEOUTS)
+    commands = machine.handle(TimerFinished("pasta"))
+    assert commands[:3] == [
+        EnterState(P.RINGING, 0),
+        SetTimeout(0, TIMEOUTS.ringing_seconds),
+        Ring(("pasta",)),
+    ]
+    assert machine.wake_word_listens
+    assert machine.handle(TimerFinished(None)) == [Ring(("pasta", None))]  # both ring
+    commands = machine.handle(StopRequested())
+    assert commands[0] == StopRing()
+    assert machine.phase is P.IDLE
+    assert StartDeafTail(DEAF_TAIL_SECONDS) in commands  # the ring still echoes
+    assert not [c for c in commands if isinstance(c, FinishTurn | ReportError)]  # not a turn
+
+
+def test_a_ring_stops_by_itself_after_its_time_quietly() -> None:
+    machine = Assistant(TIMEOUTS)
+    machine.handle(TimerFinished(None))
+    commands = machine.handle(TimedOut(0))
+    assert commands[0] == StopRing()
+    assert machine.phase is P.IDLE
+    assert not [c for c in commands if isinstance(c, ReportError | PlayEarcon)]
+
+
+def test_a_timer_that_finishes_during_a_turn_rings_when_the_turn_is_over() -> None:
+    machine, _ = run(to_speaking())
+    assert machine.handle(TimerFinished("tea")) == []
+    assert machine.phase is P.SPEAKING
+    commands = machine.handle(ReplyFinished(1, "Done."))
+    assert phases(commands) == [P.IDLE, P.RINGING]
+    assert commands[-1] == Ring(("tea",))
+
+
+def test_the_wake_word_ends_the_ring_and_starts_a_turn() -> None:
+    machine = Assistant(TIMEOUTS)
+    machine.handle(TimerFinished(None))
+    commands = machine.handle(WAKE)
+    assert commands[:3] == [StartTurn(1, "hey_jarvis", 0.9), StopRing(), EnterState(P.WAKE, 1)]
+
+
+@pytest.mark.parametrize("barge_in", [True, False])
+def test_stop_while_speaking_cancels_the_reply_only_with_barge_in(barge_in: bool) -> None:
+    machine, _ = run(to_speaking(), Assistant(TIMEOUTS, barge_in=barge_in))
+    commands = machine.handle(StopRequested())
+    if barge_in:
+        assert commands[0] == CancelTurn(1)
+        assert machine.phase is P.IDLE
+    else:
+        assert commands == []
+        assert machine.phase is P.SPEAKING

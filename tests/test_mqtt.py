@@ -31,6 +31,7 @@ from assistant.mqtt.requests import (
     MuteRequested,
     RemoteRequest,
     SayRequested,
+    StopRequested,
     WakeWordToggled,
 )
 from assistant.runtime.observer import RecognizedIntent, TurnRecord
@@ -287,6 +288,7 @@ async def test_every_command_topic_reaches_on_request_on_the_loop(
             ("mute/set", "ON"),
             ("mute/set", "off"),
             ("cancel", ""),
+            ("stop", "PRESS"),
         ]
         for topic, payload in commands:
             await publish(broker, f"{BASE}/{topic}", payload)
@@ -297,6 +299,7 @@ async def test_every_command_topic_reaches_on_request_on_the_loop(
             MuteRequested(muted=True),
             MuteRequested(muted=False),
             CancelRequested(),
+            StopRequested(),
         ]
         await eventually(lambda: len(requests.items) == len(expected))
         assert requests.items == expected
@@ -341,6 +344,9 @@ async def test_discovery_is_announced_and_repeated_when_home_assistant_comes_onl
                 "state",
                 "mute",
                 "listen",
+                "stop",
+                "volume",
+                "timers",
                 "say",
                 "transcript",
                 "response",
@@ -580,7 +586,9 @@ async def test_stop_returns_and_pahos_thread_ends_with_or_without_a_broker(
 
 # -- fuzzing ----------------------------------------------------------------------------------
 
-COMMAND_TOPICS = [f"{BASE}/{c}" for c in ("say", "listen", "mute/set", "cancel")] + [
+COMMAND_TOPICS = [
+    f"{BASE}/{c}" for c in ("say", "listen", "mute/set", "cancel", "stop", "volume/set")
+] + [
     "hermes/tts/say",
     "hermes/hotword/toggleOn",
     "hermes/hotword/toggleOff",

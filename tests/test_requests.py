@@ -96,3 +96,38 @@ async def test_listen_while_muted_is_refused_at_once_and_the_state_stays_idle(
     states = [s for s, _ in itertools.groupby(watcher.texts(f"{BASE}/state", live_only=True))]
     assert states[:2] == ["wake", "listening"]  # only after unmuting
     assert len(watcher.received(f"{BASE}/error")) == 1
+
+
+async def test_timers_are_seen_on_mqtt_and_the_stop_button_ends_the_ring(broker: Broker) -> None:
+    async with (
+        satellite(broker) as (runtime, speaker),
+        Subscriber(broker, f"{BASE}/#") as watcher,
+    ):
+        runtime.timers.apply("HassStartTimer", {"seconds": 0.5, "name": "tea"})
+        await eventually(lambda: "ringing" in watcher.texts(f"{BASE}/state"), 5.0, "ringing")
+        events = [m.json() for m in watcher.received(f"{BASE}/timer")]
+        assert [(e["event"], e["name"]) for e in events] == [
+            ("started", "tea"),
+            ("finished", "tea"),
+        ]
+        lists = [m.json() for m in watcher.received(f"{BASE}/timers")]
+        assert lists[0] == []  # at start: no timers
+        assert [t["name"] for t in lists[1]] == ["tea"]
+        assert lists[-1] == []  # retained: what Home Assistant's timers sensor shows
+        await asyncio.to_thread(send, broker, f"{BASE}/stop", "PRESS")
+        await eventually(lambda: watcher.texts(f"{BASE}/state")[-1:] == ["idle"], 5.0, "idle")
+    assert speaker.stops >= 1
+
+
+async def test_the_volume_is_set_from_home_assistant_and_echoed(broker: Broker) -> None:
+    async with (
+        satellite(broker) as (runtime, _),
+        Subscriber(broker, f"{BASE}/volume") as watcher,
+    ):
+        await eventually(lambda: watcher.texts(f"{BASE}/volume")[-1:] == ["100"])  # at start
+        await asyncio.to_thread(send, broker, f"{BASE}/volume/set", "40.0")
+        await eventually(lambda: watcher.texts(f"{BASE}/volume")[-1:] == ["40"], 5.0, "40")
+        assert runtime.volume.level == 40
+        await asyncio.to_thread(send, broker, f"{BASE}/volume/set", "loud")  # logged, ignored
+        await asyncio.to_thread(send, broker, f"{BASE}/volume/set", "10")
+        await eventually(lambda: watcher.texts(f"{BASE}/volume")[-1:] == ["10"], 5.0, "10")

@@ -10,6 +10,8 @@ from assistant.core.commands import Earcon
 _NOTES = {
     Earcon.AWAKE: ((660.0, 0.07), (880.0, 0.09)),
     Earcon.ERROR: ((440.0, 0.12), (311.1, 0.22)),
+    # An alarm: three bright beeps and a rest (0 Hz is silence), repeated while a timer rings.
+    Earcon.RING: ((1318.5, 0.12), (0.0, 0.08)) * 3 + ((0.0, 0.5),),
 }
 
 

@@ -20,11 +20,14 @@ class Phase(StrEnum):
     TRANSCRIBING = "transcribing"
     THINKING = "thinking"
     SPEAKING = "speaking"
+    RINGING = "ringing"
+    """A timer has finished: Lingling rings until stopped (not a turn)."""
 
 
 class Earcon(StrEnum):
     AWAKE = "awake"
     ERROR = "error"
+    RING = "ring"
 
 
 class Outcome(StrEnum):
@@ -149,6 +152,18 @@ class CancelTurn:
 
 
 @dataclass(frozen=True, slots=True)
+class Ring:
+    """Ring for the timers that finished, saying their names, until ``StopRing``."""
+
+    names: tuple[str | None, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class StopRing:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
 class ResetWakeWord:
     """Clear the wake word's buffers (after any frame it is still scoring)."""
 
@@ -230,6 +245,8 @@ Command = (
     | Reply
     | Announce
     | CancelTurn
+    | Ring
+    | StopRing
     | ResetWakeWord
     | StartDeafTail
     | ReportError

@@ -191,7 +191,32 @@ class WakeWordToggled:
     enabled: bool
 
 
-Request = SayRequested | ListenRequested | MuteRequested | CancelRequested | WakeWordToggled
+@dataclass(frozen=True, slots=True)
+class StopRequested:
+    """Stop ringing (and, with barge-in, speaking): the stop word, or a stop command."""
+
+
+@dataclass(frozen=True, slots=True)
+class VolumeRequested:
+    """Play everything at ``level`` (0-100)."""
+
+    level: int
+
+
+@dataclass(frozen=True, slots=True)
+class TimerFinished:
+    name: str | None
+
+
+Request = (
+    SayRequested
+    | ListenRequested
+    | MuteRequested
+    | CancelRequested
+    | WakeWordToggled
+    | StopRequested
+    | VolumeRequested
+)
 """What may be asked from outside (MQTT, the command line)."""
 
 Event = (
@@ -218,6 +243,8 @@ Event = (
     | MuteRequested
     | CancelRequested
     | WakeWordToggled
+    | StopRequested
+    | TimerFinished
 )
 
 _CAMEL: Final = re.compile(r"(?<!^)(?=[A-Z])")

@@ -38,11 +38,13 @@ from assistant.core.commands import (
     ReportSayFinished,
     ReportTranscript,
     ResetWakeWord,
+    Ring,
     SetTimeout,
     Speculate,
     StartDeafTail,
     StartListening,
     StartTurn,
+    StopRing,
     Transcribe,
     WeighWords,
 )
@@ -57,6 +59,7 @@ from assistant.core.events import (
     SayRequested,
     SpeechEnded,
     SpeechPaused,
+    TimerFinished,
     ToolCallRefused,
     Transcribed,
     WakeDetected,
@@ -71,6 +74,8 @@ _LOGGER = logging.getLogger(__name__)
 P = Phase
 ALL: Final = list(Phase)
 BUSY: Final = [P.WAKE, P.LISTENING, P.TRANSCRIBING, P.THINKING, P.SPEAKING]
+INTERRUPTIBLE: Final = [P.THINKING, P.SPEAKING]
+"""Where the wake word (with barge-in) and the stop word end what Lingling is doing."""
 DEAF_TAIL_SECONDS: Final = 0.3
 """After speaking, the wake word stays deaf this long (audio time): the room still echoes."""
 MUTED: Final = "muted"
@@ -85,14 +90,33 @@ TRANSITIONS: Final[list[dict[str, Any]]] = [
     {"trigger": "listen_requested", "source": P.IDLE, "dest": None, "after": "_refuse_muted"},
     {"trigger": "say_requested", "source": P.IDLE, "dest": P.SPEAKING,
      "before": "_new_turn", "after": "_announce"},
+    # A finished timer rings from idle; during a turn it waits for the turn's end.
+    {"trigger": "timer_finished", "source": P.IDLE, "dest": P.RINGING, "before": "_add_ring"},
+    {"trigger": "timer_finished", "source": P.RINGING, "dest": None,
+     "before": "_add_ring", "after": "_ring"},
+    {"trigger": "timer_finished", "source": BUSY, "dest": None, "before": "_hold_ring"},
+    {"trigger": "rings_waited", "source": P.IDLE, "dest": P.RINGING},
+    # The wake word, the stop word or a request ends the ringing.
+    {"trigger": "wake_detected", "source": P.RINGING, "dest": P.WAKE,
+     "conditions": "_wake_word_listens", "before": "_new_turn"},
+    {"trigger": "listen_requested", "source": P.RINGING, "dest": P.WAKE,
+     "unless": "_muted", "before": "_new_turn"},
+    {"trigger": "stop_requested", "source": P.RINGING, "dest": P.IDLE},
+    {"trigger": "stop_requested", "source": P.IDLE, "dest": None},
+    {"trigger": "stop_requested", "source": INTERRUPTIBLE, "dest": P.IDLE,
+     "conditions": "_barge_in_enabled", "before": "_cancel"},
+    {"trigger": "stop_requested", "source": BUSY, "dest": None},
+    {"trigger": "timed_out", "source": P.RINGING, "dest": P.IDLE},
+    {"trigger": "cancel_requested", "source": P.RINGING, "dest": P.IDLE},
     # Barge-in (when enabled): the wake word while thinking or speaking starts a new turn.
     {"trigger": "wake_detected", "source": [P.THINKING, P.SPEAKING], "dest": P.WAKE,
      "conditions": "_wake_word_listens", "before": ["_interrupt", "_new_turn"]},
     # Otherwise a wake word or a request while a turn runs is ignored on purpose (a wake word is
     # also ignored while muted, switched off or deaf: the runtime does not even score those).
     {"trigger": "wake_detected", "source": ALL, "dest": None},
-    {"trigger": "listen_requested", "source": BUSY, "dest": None},
-    {"trigger": "say_requested", "source": BUSY, "dest": None, "after": "_refuse_busy"},
+    {"trigger": "listen_requested", "source": [*BUSY, P.RINGING], "dest": None},
+    {"trigger": "say_requested", "source": [*BUSY, P.RINGING], "dest": None,
+     "after": "_refuse_busy"},
     {"trigger": "earcon_finished", "source": P.WAKE, "dest": P.LISTENING},
     {"trigger": "speech_started", "source": P.LISTENING, "dest": None},
     {"trigger": "speech_paused", "source": P.LISTENING, "dest": None, "after": "_speculate"},
@@ -176,10 +200,11 @@ class Assistant:
         self._outcome = Outcome.ANSWERED
         self._follow_up_seconds: float | None = None
         self._say_request: tuple[str | None] | None = None  # (request_id,) of a say turn
+        self._rings: list[str | None] = []  # timers that finished: ringing, or waiting to
         self._commands: list[Command] = []
         self._machine = Machine(
             model=self,
-            states=[State(phase, on_enter="_entered") for phase in Phase],
+            states=[State(phase, on_enter="_entered", on_exit="_exited") for phase in Phase],
             transitions=TRANSITIONS,
             initial=P.IDLE,
             model_attribute="phase",
@@ -194,13 +219,17 @@ class Assistant:
         """Whether the wake word should score the audio now."""
         if self.muted or not self.wake_word_enabled or self.deaf:
             return False
-        return self.phase is P.IDLE or (self.barge_in and self.phase in (P.THINKING, P.SPEAKING))
+        return self._between_turns
 
     @property
     def takes_audio(self) -> bool:
         """Whether audio is used now (a file read as fast as turns allow waits otherwise)."""
-        idle = self.phase is P.IDLE or (self.barge_in and self.phase in (P.THINKING, P.SPEAKING))
-        return idle or self.phase is P.LISTENING
+        return self._between_turns or self.phase is P.LISTENING
+
+    @property
+    def _between_turns(self) -> bool:
+        """Idle or ringing, or (with barge-in) in a turn the wake word may interrupt."""
+        return self.phase in (P.IDLE, P.RINGING) or (self.barge_in and self.phase in INTERRUPTIBLE)
 
     def start(self) -> list[Command]:
         """The commands that announce the initial state."""
@@ -209,7 +238,8 @@ class Assistant:
     def handle(self, event: Event) -> list[Command]:
         """Apply one event; raise ``transitions.MachineError`` for one the state does not expect."""
         turn = turn_of(event)
-        if turn is not None and (turn != self.turn or not self._active):
+        current = self._active or self.phase is P.RINGING  # a ring's timeout has the last turn
+        if turn is not None and (turn != self.turn or not current):
             return []  # a result of a turn that has ended
         self._machine.events[trigger_of(event)].trigger(self, event=event)
         commands, self._commands = self._commands, []
@@ -231,6 +261,9 @@ class Assistant:
 
     def _wake_word_listens(self, data: EventData) -> bool:
         return self.wake_word_listens
+
+    def _barge_in_enabled(self, data: EventData) -> bool:
+        return self.barge_in
 
     def _muted(self, data: EventData) -> bool:
         return self.muted
@@ -269,12 +302,31 @@ class Assistant:
             self._commands.append(StartListening(self.turn, self._follow_up_seconds))
         elif phase is P.THINKING and self.barge_in:
             self._commands.append(ResetWakeWord())  # listen for an interruption afresh
+        elif phase is P.RINGING:
+            self._commands.append(Ring(tuple(self._rings)))
         elif phase is P.IDLE:
-            self._close(self._outcome)
+            if self._active:
+                self._close(self._outcome)
             self._commands.append(ResetWakeWord())
-            if previous is P.SPEAKING:
+            if previous in (P.SPEAKING, P.RINGING):  # the room still echoes
                 self.deaf = True
                 self._commands.append(StartDeafTail(DEAF_TAIL_SECONDS))
+            if self._rings:  # timers that finished during the turn ring now
+                self._machine.events["rings_waited"].trigger(self, event=None)
+
+    def _exited(self, data: EventData) -> None:
+        if self.phase is P.RINGING:  # still the state being left
+            self._rings.clear()
+            self._commands.append(StopRing())
+
+    def _add_ring(self, data: EventData) -> None:
+        self._rings.append(_event(data, TimerFinished).name)
+
+    def _hold_ring(self, data: EventData) -> None:
+        self._add_ring(data)  # it rings when the turn is over
+
+    def _ring(self, data: EventData) -> None:
+        self._commands.append(Ring(tuple(self._rings)))
 
     def _close(self, outcome: Outcome) -> None:
         """The turn is over: report how it ended (and that a say request was dealt with)."""

@@ -22,6 +22,7 @@ class Timeouts:
     transcribing_seconds: float = 15.0
     thinking_seconds: float = 30.0
     speaking_seconds: float = 60.0
+    ringing_seconds: float = 60.0
 
     @classmethod
     def from_config(cls, config: Config) -> Timeouts:
@@ -31,6 +32,7 @@ class Timeouts:
             transcribing_seconds=config.stt.timeout_seconds,
             thinking_seconds=config.llm.timeout_seconds,
             speaking_seconds=config.tts.playback_timeout_seconds,
+            ringing_seconds=config.timers.ring_seconds,
         )
 
     def of(self, phase: Phase) -> float | None:
@@ -41,4 +43,5 @@ class Timeouts:
             P.TRANSCRIBING: self.transcribing_seconds,
             P.THINKING: self.thinking_seconds,
             P.SPEAKING: self.speaking_seconds,
+            P.RINGING: self.ringing_seconds,
         }[phase]

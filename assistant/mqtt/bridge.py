@@ -83,6 +83,8 @@ class MqttBridge(Observer):
         self._muted = False
         self._transcript: dict[str, Any] | None = None
         self._response: dict[str, Any] | None = None
+        self._timers: str | None = None  # the retained timers list, as last published
+        self._volume: int | None = None
         self._connected = False
         self._outage_logged = False
         self._started = False
@@ -292,6 +294,10 @@ class MqttBridge(Observer):
     def _republish_states(self) -> None:
         if self._phase is not None:
             self._publish_now(self.topics.state, str(self._phase), qos=1, retain=True)
+        if self._timers is not None:
+            self._publish_now(self.topics.timers, self._timers, qos=1, retain=True)
+        if self._volume is not None:
+            self._publish_now(self.topics.volume, str(self._volume), qos=1, retain=True)
         self._publish_now(
             self.topics.mute, MUTE_ON if self._muted else MUTE_OFF, qos=1, retain=True
         )
@@ -387,12 +393,24 @@ class MqttBridge(Observer):
             self._muted = muted
             self._publish(self.topics.mute, MUTE_ON if muted else MUTE_OFF, qos=1, retain=True)
 
+    def timers_changed(
+        self, timers: list[dict[str, Any]], change: Mapping[str, Any] | None
+    ) -> None:
+        self._timers = _json(timers)
+        self._publish(self.topics.timers, self._timers, qos=1, retain=True)
+        if change is not None:
+            self._publish(self.topics.timer, _json(change), qos=1)
+
+    def volume_changed(self, level: int) -> None:
+        self._volume = level
+        self._publish(self.topics.volume, str(level), qos=1, retain=True)
+
     def announcement_finished(self, request_id: str | None) -> None:
         with self._lock:
             self._hermes(self._dialogue.say_finished(request_id))
 
 
-def _json(value: Mapping[str, Any]) -> str:
+def _json(value: object) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)
 
 

@@ -20,6 +20,7 @@ OFFLINE: Final = "offline"
 MUTE_ON: Final = "ON"
 MUTE_OFF: Final = "OFF"
 LISTEN_PRESS: Final = "PRESS"
+STOP_PRESS: Final = "PRESS"
 
 # Intents Lingling ships with (intents/*.yaml); the intent event entity accepts these at least.
 DEFAULT_INTENTS: Final = (
@@ -28,8 +29,16 @@ DEFAULT_INTENTS: Final = (
     "HassLightSet",
     "HassStartTimer",
     "HassCancelTimer",
-    "HassGetTime",
-    "HassGetDate",
+    "HassCancelAllTimers",
+    "HassTimerStatus",
+    "HassIncreaseTimer",
+    "HassDecreaseTimer",
+    "HassPauseTimer",
+    "HassUnpauseTimer",
+    "HassSetVolume",
+    "HassSetVolumeRelative",
+    "HassGetCurrentTime",
+    "HassGetCurrentDate",
     "HassNevermind",
 )
 HA_STATE_MAX_CHARS: Final = 255
@@ -100,6 +109,16 @@ class Topics:
     def mute(self) -> str:
         return f"{self.base}/mute"
 
+    @property
+    def timers(self) -> str:
+        """Retained: the timers as they stand (a JSON list)."""
+        return f"{self.base}/timers"
+
+    @property
+    def timer(self) -> str:
+        """What just happened to a timer: started, updated, cancelled, paused, resumed, finished."""
+        return f"{self.base}/timer"
+
     # obeyed
     @property
     def say(self) -> str:
@@ -118,8 +137,21 @@ class Topics:
         return f"{self.base}/cancel"
 
     @property
+    def stop(self) -> str:
+        return f"{self.base}/stop"
+
+    @property
+    def volume(self) -> str:
+        """Retained: the output volume, 0-100."""
+        return f"{self.base}/volume"
+
+    @property
+    def volume_set(self) -> str:
+        return f"{self.base}/volume/set"
+
+    @property
     def commands(self) -> tuple[str, ...]:
-        return (self.say, self.listen, self.mute_set, self.cancel)
+        return (self.say, self.listen, self.mute_set, self.cancel, self.stop, self.volume_set)
 
     # Home Assistant
     @property
@@ -204,6 +236,39 @@ def device_config(
             payload_press=LISTEN_PRESS,
             qos=1,
             icon="mdi:microphone-message",
+        ),
+        "stop": component(
+            "button",
+            "stop",
+            "Stop",
+            command_topic=topics.stop,
+            payload_press=STOP_PRESS,
+            qos=1,
+            icon="mdi:alarm-off",
+        ),
+        "volume": component(
+            "number",
+            "volume",
+            "Volume",
+            command_topic=topics.volume_set,
+            state_topic=topics.volume,
+            min=0,
+            max=100,
+            step=1,
+            mode="slider",
+            unit_of_measurement="%",
+            qos=1,
+            icon="mdi:volume-high",
+        ),
+        "timers": component(
+            "sensor",
+            "timers",
+            "Timers",
+            state_topic=topics.timers,
+            value_template="{{ value_json | count }}",
+            json_attributes_topic=topics.timers,
+            json_attributes_template="{{ {'timers': value_json} | tojson }}",
+            icon="mdi:timer-outline",
         ),
         "say": component(
             "notify",

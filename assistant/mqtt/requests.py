@@ -15,6 +15,8 @@ from assistant.core.events import (
     MuteRequested,
     Request,
     SayRequested,
+    StopRequested,
+    VolumeRequested,
     WakeWordToggled,
 )
 from assistant.mqtt.discovery import MUTE_OFF, MUTE_ON, Topics
@@ -35,6 +37,8 @@ __all__ = [
     "MuteRequested",
     "RemoteRequest",
     "SayRequested",
+    "StopRequested",
+    "VolumeRequested",
     "WakeWordToggled",
 ]
 
@@ -55,7 +59,8 @@ def parse(
     """The request a message on ``topic`` asks for.
 
     ``topic`` is a full topic (``lingling/kitchen/say``, ``hermes/tts/say``) or a command relative
-    to ``topics.base`` (``say``, ``listen``, ``mute/set``, ``cancel``).
+    to ``topics.base`` (``say``, ``listen``, ``mute/set``, ``cancel``, ``stop``,
+    ``volume/set``).
     """
     if len(payload) > max_payload_bytes:
         raise ValueError(f"payload of {len(payload)} bytes is over the {max_payload_bytes} limit")
@@ -66,6 +71,10 @@ def parse(
         return ListenRequested()
     if command == "cancel":
         return CancelRequested()
+    if command == "stop":
+        return StopRequested()
+    if command == "volume/set":
+        return VolumeRequested(_volume(_text(payload)))
     if command == "mute/set":
         value = _text(payload).strip().upper()
         if value not in (MUTE_ON, MUTE_OFF):
@@ -97,6 +106,17 @@ def _say(text: str) -> SayRequested:
             raise ValueError("say needs a string 'text'")
         stripped = value
     return SayRequested(_speakable(stripped))
+
+
+def _volume(text: str) -> int:
+    """0-100, as Home Assistant's number entity sends it ("40" or "40.0")."""
+    try:
+        level = float(text.strip())
+    except ValueError as err:
+        raise ValueError(f"volume must be a number from 0 to 100, not {_excerpt(text)}") from err
+    if not 0 <= level <= 100:
+        raise ValueError(f"volume must be from 0 to 100, not {level:g}")
+    return round(level)
 
 
 def _speakable(text: str) -> str:

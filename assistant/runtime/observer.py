@@ -6,7 +6,7 @@ Observers (the JSONL event log here; MQTT later) receive plain data and must not
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -148,6 +148,15 @@ class Observer:
 
     def mute_changed(self, muted: bool) -> None:
         pass
+
+    def timers_changed(
+        self, timers: list[dict[str, Any]], change: Mapping[str, Any] | None
+    ) -> None:
+        """The timers as they stand now, and what just happened to one (None: a periodic
+        update): ``{"event": "started"|…|"finished", "id", "name", "seconds"}``."""
+
+    def volume_changed(self, level: int) -> None:
+        """The output volume (0-100): at start, and on every change."""
 
     def announcement_finished(self, request_id: str | None) -> None:
         """A ``say`` request has been spoken (or dropped); ``request_id`` as it was given."""

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
 from typing import Any, Final
 
 from transitions import MachineError
@@ -39,15 +41,24 @@ from assistant.core.commands import (
     ReportSayFinished,
     ReportTranscript,
     ResetWakeWord,
+    Ring,
     SetTimeout,
     Speculate,
     StartDeafTail,
     StartListening,
     StartTurn,
+    StopRing,
     Transcribe,
     WeighWords,
 )
-from assistant.core.events import EarconFinished, Event, Failed, Request, TimedOut
+from assistant.core.events import (
+    EarconFinished,
+    Event,
+    Failed,
+    Request,
+    TimedOut,
+    VolumeRequested,
+)
 from assistant.core.intents import Intents
 from assistant.core.machine import Assistant
 from assistant.core.ports import (
@@ -61,15 +72,21 @@ from assistant.core.ports import (
     WakeWord,
 )
 from assistant.core.timeouts import Timeouts
+from assistant.core.timers import TIMER_INTENTS
 from assistant.core.turn_end import TurnPolicy
 from assistant.errors import AssistantError, AudioError
 from assistant.runtime.listener import Listener
 from assistant.runtime.observer import Observer, Stopwatch, TurnRecord
+from assistant.runtime.timers import Ringer, TimerService
 from assistant.runtime.turns import TurnWork
+from assistant.runtime.volume import VOLUME_INTENTS, Volume, VolumeSpeaker
 
 _LOGGER = logging.getLogger(__name__)
 
 RECONNECT_SECONDS: Final = 0.5
+TICK_SECONDS: Final = 1.0
+TIMERS_PUBLISH_TICKS: Final = 10
+"""While a timer runs, its state is published every 10 ticks (10 s)."""
 MAX_RECONNECT_SECONDS: Final = 30.0
 
 
@@ -101,11 +118,17 @@ class Runtime:
         observers: Sequence[Observer] = (),
         intents: Intents | None = None,
         turn_detector: TurnDetector | None = None,
+        timers_file: Path | None = None,
+        volume_file: Path | None = None,
         audio_clock: bool = False,
         monotonic: Callable[[], float] | None = None,
     ) -> None:
         self._config = config
         self._mic = microphone
+        self.volume = Volume(
+            state_file=volume_file, tell=lambda level: self._tell("volume_changed", level)
+        )
+        speaker = VolumeSpeaker(speaker, self.volume)
         self._speaker = speaker
         self._observers = list(observers)
         self._audio_clock = audio_clock
@@ -133,8 +156,18 @@ class Runtime:
             speaker=speaker,
             feed=self._feed,
             intents=intents,
+            timer_reply=lambda intent, slots: self.timers.preview(intent, slots),
         )
+        self.timers = TimerService(
+            self._wall_now,
+            state_file=timers_file,
+            feed=self._feed,
+            tell=lambda listed, change: self._tell("timers_changed", listed, change),
+        )
+        self.timers.load()
         self._earcons = {earcon: earcon_pcm(earcon, speaker.sample_rate_hz) for earcon in Earcon}
+        self._ringer = Ringer(speaker, self._earcons[Earcon.RING], self.work.speech)
+        self._started_wall = time.time()
         self._record = TurnRecord(turn=0)
         self._task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
@@ -149,12 +182,23 @@ class Runtime:
         """The runtime's clock: the loop's (so tests may run it on a virtual one)."""
         return self._clock() if self._clock is not None else asyncio.get_running_loop().time()
 
+    def _wall_now(self) -> float:
+        """The timers' clock: wall seconds (they outlive the process), or with a file for a
+        microphone, the file's own time since the start."""
+        if self._audio_clock:
+            return self._started_wall + self.listener.frame_index * FRAME_SECONDS
+        return time.time()
+
     # -- main loop -------------------------------------------------------------------------
 
     async def run(self) -> None:
         self._started = self._now()
         self._execute(self.machine.start())
         self.started.set()
+        self.timers.publish()
+        self._tell("volume_changed", self.volume.level)
+        self.timers.tick()  # timers that finished while Lingling was down ring now, once
+        keeping_time = asyncio.get_running_loop().create_task(self._keep_time())
         try:
             await self._listen()
             # The input has ended: let a command that was being said end in silence.
@@ -167,6 +211,8 @@ class Runtime:
                 await asyncio.gather(*self._background)
             await self.listener.drain()
         finally:
+            keeping_time.cancel()
+            self._ringer.stop()
             self._cancel_task()
             self._set_timer(None, 0)
             self.listener.close()
@@ -180,6 +226,7 @@ class Runtime:
                 async for frame in self._mic.frames():
                     delay_seconds = RECONNECT_SECONDS
                     await self.listener.process(frame)
+                    self.timers.tick()
                     if not self._mic.realtime:
                         await self._audio_allowed.wait()  # a file is read as fast as turns allow
                 return
@@ -206,6 +253,9 @@ class Runtime:
 
     def request(self, request: Request) -> None:
         """Act on a request from outside (MQTT); called on the loop's thread."""
+        if isinstance(request, VolumeRequested):  # a setting of the speaker, not of the talk
+            self.volume.set(request.level)
+            return
         self._dispatch(request)
 
     def _execute(self, commands: list[Command]) -> None:
@@ -248,6 +298,10 @@ class Runtime:
                 case CancelTurn():
                     self._cancel_task()
                     self.listener.stop()
+                case Ring(names):
+                    self._ringer.ring(names)
+                case StopRing():
+                    self._ringer.stop()
                 case ResetWakeWord():
                     self.listener.reset_wake_word()
                 case StartDeafTail(seconds):
@@ -258,6 +312,10 @@ class Runtime:
                     record.transcript = text
                     self._tell("transcript_ready", turn, text)
                 case ReportIntent(turn, intent, actions):
+                    if intent.name in TIMER_INTENTS:
+                        self.timers.apply(intent.name, intent.slots)
+                    elif intent.name in VOLUME_INTENTS:
+                        self.volume.apply(intent.name, intent.slots)
                     for observer in self._observers:
                         observer.intent_recognized(turn, intent)
                         for a in actions:
@@ -354,6 +412,16 @@ class Runtime:
         self._task = None
         self.work.drop_speculation()
         self._speaker.stop()
+
+    async def _keep_time(self) -> None:
+        """Timers come due even when no audio comes; while one runs, say so every 10 s."""
+        seconds = 0
+        while True:
+            await asyncio.sleep(TICK_SECONDS)
+            self.timers.tick()
+            seconds += 1
+            if seconds % TIMERS_PUBLISH_TICKS == 0 and self.timers.book.next_due() is not None:
+                self.timers.publish()
 
     def _play_earcon(self, turn: int, earcon: Earcon) -> None:
         async def play() -> None:

@@ -15,10 +15,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from typing import Final
+from typing import Any, Final
 
 from assistant.config import Config
 from assistant.core.conversation import Conversation, ToolStep, asks_question
@@ -37,6 +37,7 @@ from assistant.core.events import (
 from assistant.core.intents import IntentError, IntentMatch, Intents
 from assistant.core.ports import Chat, Speaker, Synthesizer, ToolCall, Transcriber
 from assistant.core.sentences import SentenceSplitter
+from assistant.core.timers import TIMER_INTENTS
 from assistant.core.turn_end import weigh_words
 from assistant.errors import ChatError
 from assistant.runtime.observer import Stopwatch
@@ -65,8 +66,10 @@ class TurnWork:
         speaker: Speaker,
         feed: Feed,
         intents: Intents | None = None,
+        timer_reply: Callable[[str, Mapping[str, Any]], str] | None = None,
         clock: Callable[[], datetime] = datetime.now,
     ) -> None:
+        self._timer_reply = timer_reply
         self._config = config
         self._transcriber = transcriber
         self._chat = chat
@@ -223,6 +226,8 @@ class TurnWork:
         _LOGGER.info("intent %s %s (%s)", match.name, match.slots, source)
         intent = RecognizedIntent(match.name, match.slots, match.text, source)
         outlet.feed(IntentRecognized(turn, intent, tuple(self._intents.actions(match))))
+        if match.name in TIMER_INTENTS and self._timer_reply is not None:
+            return self._timer_reply(match.name, match.slots)  # the timer's own figures
         return self._intents.respond(match, self._clock())
 
     def _call(self, turn: int, text: str, call: ToolCall, outlet: Outlet) -> str:
@@ -320,6 +325,11 @@ class TurnWork:
             steps.append(ToolStep(calls, results, text="".join(answer)))
         for sentence in splitter.flush():
             await self._say(watch, sentence, audio)
+
+    async def speech(self, text: str) -> bytes:
+        """``text`` synthesised (on the synthesis thread)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._tts, self._synthesizer.synthesize, text)
 
     async def _say(self, watch: Stopwatch, sentence: str, audio: Audio) -> None:
         watch.mark("first_sentence")

@@ -13,7 +13,8 @@ How the table becomes a picture:
 - an internal transition that does something (``sentence_played`` re-arms the timeout) is a loop;
   one that does nothing is listed in a note ("ignored during a turn (...)"), marked ``[else]``
   where a guarded arrow for the same trigger comes first; one that only refuses (its callbacks
-  are ``_refuse…``) is listed in a note too ("refused during a turn (...)");
+  are ``_refuse…``) is listed in a note too ("refused during a turn (...)"), and so is one that
+  only keeps the event for later (``_hold…``: "held during a turn (...)");
 - the switches that any state takes (mute, wake word on/off, the deaf tail: ``SWITCHES``) are
   one note rather than a loop on every state.
 """
@@ -111,13 +112,14 @@ def graph(transitions: Sequence[dict[str, Any]] = TRANSITIONS) -> Graph:
             c for key in ("before", "after", "prepare") for c in _names(transition.get(key))
         ]
         refuses = bool(callbacks) and all(c.startswith("_refuse") for c in callbacks)
+        holds = bool(callbacks) and all(c.startswith("_hold") for c in callbacks)
         if dest is None and trigger in SWITCHES and sources == everywhere:
             ignored.setdefault((sources, "switches"), []).append(trigger)
             continue
-        if dest is None and (refuses or not callbacks):
+        if dest is None and (refuses or holds or not callbacks):
             # after a guarded arrow for the same trigger, this is what happens otherwise
             otherwise = any((trigger, source) in guarded for source in sources) and not conditions
-            verb = "refused" if refuses else "ignored"
+            verb = "refused" if refuses else "held" if holds else "ignored"
             ignored.setdefault((sources, verb), []).append(
                 trigger + (" [else]" if otherwise else "")
             )

@@ -18,6 +18,7 @@ from assistant.config import Config, find_model
 from assistant.core.ports import Microphone, Speaker, TurnDetector
 from assistant.errors import ConfigError
 from assistant.runtime.observer import JsonlEventLog, Observer, TurnRecord
+from assistant.runtime.timers import default_state_file
 from assistant.service.notify import Notifier, watchdog_loop
 from assistant.service.servers import ManagedServer
 from assistant.service.servers import specs as server_specs
@@ -166,6 +167,12 @@ async def _serve(
         observers=all_observers,
         intents=intents,
         turn_detector=turn_detector,
+        # A file for a microphone (a test, a demo) keeps its timers to itself, unless told.
+        timers_file=config.timers.state_file
+        or (default_state_file() if options.input is None else None),
+        volume_file=None
+        if options.input is not None
+        else default_state_file().with_name("volume.json"),
         audio_clock=options.input is not None,
     )
     words = ", ".join(w.model for w in config.wake.words())

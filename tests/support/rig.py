@@ -96,6 +96,7 @@ class Rig:
     settings: dict[str, Any] = field(default_factory=dict)
     intents: Intents | None = None
     turn_detector: TurnDetector | None = None
+    audio_clock: bool = False
 
     _runtime: Runtime | None = None
 
@@ -122,6 +123,7 @@ class Rig:
             observers=[self.recorder],
             intents=self.intents,
             turn_detector=self.turn_detector,
+            audio_clock=self.audio_clock,
         )
 
 
