@@ -34,6 +34,8 @@ BENCHMARKS: Final = {
     "real_servers": ("bench.real_servers", [], ["--quick"]),
     "soak": ("bench.soak", [], ["--quick"]),
     "soak_idle": ("bench.soak", ["--idle-seconds", "60"], ["--idle-seconds", "20"]),
+    # its full run takes ≈ 10 min on its own: `python -m bench.end_of_turn` (see BENCHMARKS.md)
+    "end_of_turn": ("bench.end_of_turn", ["--quick"], ["--quick"]),
 }
 
 

@@ -6,7 +6,9 @@ The transcriber stands for a whisper.cpp server on a small CPU: it takes ``--stt
 and, like the real server, works on one request at a time and finishes a request even when the
 client has gone (a dropped speculation still occupies it). The LLM, voice and speaker are instant,
 so what is measured is what endpointing and transcription add. Both variants run on the same
-clips, interleaved; a command is "cut" when the upload used does not hold all of it.
+clips, interleaved; a command is "cut" when the upload used does not hold all of it. The end is
+the fixed hangover (``vad.end_of_turn: silence``); ``bench.end_of_turn`` measures the end decided
+from evidence, with real voices and back-end delays, and supersedes these figures.
 
     .venv/bin/python -m bench.speculation [--quick] [--stt-ms 300]
 """
@@ -14,18 +16,18 @@ clips, interleaved; a command is "cut" when the upload used does not hold all of
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from assistant.adapters.openwakeword import OpenWakeWord
 from assistant.adapters.silero import SileroVad
 from assistant.config import Config, VadConfig, WakeConfig
-from assistant.core.audioformat import FRAME_SAMPLES, FRAME_SECONDS
+from assistant.core.audioformat import FRAME_SAMPLES
 from assistant.runtime.runtime import Runtime
 from bench.common import markdown_table, models_dir, p50, p95, parser, quiet_logs
+from bench.live import OneAtATime, PacedMicrophone
 from tests.support.fakes import FakeChat, FakeSpeaker, FakeSynthesizer
 from tests.support.scenarios import Audio, Scenario, concat, frames, silence, speak
 from tests.support.turns import TurnLog
@@ -38,38 +40,6 @@ COMMANDS: list[tuple[str, str, float]] = [
     ("what is the weather", "like tomorrow", 0.45),
     ("set a timer for", "ten minutes", 0.6),
 ]
-
-
-class OneAtATime:
-    """A transcriber like whisper-server: one request at a time, each finished even if dropped."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self.requests: list[bytes] = []
-        self._busy_until = 0.0
-
-    async def transcribe(self, pcm: bytes) -> str:
-        self.requests.append(pcm)
-        start = max(time.monotonic(), self._busy_until)
-        self._busy_until = start + self.seconds
-        await asyncio.sleep(self._busy_until - time.monotonic())
-        return "what is the weather like"
-
-
-@dataclass
-class PacedMicrophone:
-    """Frames at real time; notes when each frame was handed over."""
-
-    items: Sequence[bytes]
-    realtime: bool = True
-    delivered: list[float] = field(default_factory=list)
-
-    async def frames(self) -> AsyncIterator[bytes]:
-        start = time.monotonic()
-        for index, item in enumerate(self.items):
-            await asyncio.sleep(max(0.0, start + (index + 1) * FRAME_SECONDS - time.monotonic()))
-            self.delivered.append(time.monotonic())
-            yield item
 
 
 @dataclass(frozen=True)
@@ -93,9 +63,10 @@ async def one_turn(
 ) -> Outcome:
     root = models_dir()
     assert root is not None
-    config = Config.model_validate({"vad": {"speculate_seconds": speculate_seconds}})
+    vad = {"speculate_seconds": speculate_seconds, "end_of_turn": "silence"}
+    config = Config.model_validate({"vad": vad})
     mic = PacedMicrophone(frames(samples))
-    stt = OneAtATime(stt_seconds)
+    stt = OneAtATime(stt_seconds, lambda _: "what is the weather like")
     runtime = Runtime(
         config,
         microphone=mic,
@@ -113,7 +84,7 @@ async def one_turn(
     end_frame = (end - 1) // FRAME_SAMPLES  # the frame holding the last sample of speech
     true_end = mic.delivered[end_frame]
     delay_ms = (log.records[0].marks["first_audio"] - true_end) * 1000
-    used = stt.requests[-1]
+    used = stt.requests[-1].pcm
     offset = samples.astype("<i2").tobytes().find(used) // 2
     cut = offset < 0 or offset > start or offset + len(used) // 2 < end
     return Outcome(delay_ms, cut, len(stt.requests))

@@ -21,6 +21,7 @@ import os
 import shutil
 import subprocess
 import wave
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -231,3 +232,82 @@ def _trim(samples: Audio) -> Audio:
     if voiced.size == 0:
         return samples[:0].copy()
     return samples[voiced[0] : voiced[-1] + 1].copy()
+
+
+# -- more voices: espeak-ng with SSML (pauses inside one utterance), and Piper -------------------
+
+
+def speak_ssml(ssml: str, voice: str = "en-us", words_per_minute: int = 150) -> Audio:
+    """SSML (``<speak>set a timer for <break time="500ms"/> twenty minutes</speak>``) spoken by
+    espeak-ng as one utterance, so the words before a break keep their mid-sentence prosody;
+    trimmed like ``speak``."""
+
+    def make() -> Audio:
+        require_speech_tools()
+        command = ["espeak-ng", "-m", "-v", voice, "-s", str(words_per_minute), "--stdout", ssml]
+        espeak = subprocess.run(command, check=True, capture_output=True)
+        return _resampled(espeak.stdout, ["-t", "wav"])
+
+    return _cached("ssml", (ssml, voice, str(words_per_minute)), make)
+
+
+def speak_piper(text: str, model: Path, length_scale: float = 1.0) -> Audio:
+    """``text`` spoken by the Piper voice ``model`` (``<voice>.onnx`` with its ``.json``
+    beside it), resampled to 16 kHz by sox and trimmed like ``speak``. A comma gives a short
+    pause with a continuing intonation (``stretch_pause`` makes a hesitation of it)."""
+
+    def make() -> Audio:
+        require_speech_tools()
+        from piper import PiperVoice, SynthesisConfig
+
+        voice = PiperVoice.load(str(model))
+        chunks = list(voice.synthesize(text, syn_config=SynthesisConfig(length_scale=length_scale)))
+        pcm = b"".join(chunk.audio_int16_bytes for chunk in chunks)
+        rate = str(chunks[0].sample_rate)
+        raw = ["-t", "raw", "-r", rate, "-e", "signed-integer", "-b", "16", "-c", "1"]
+        return _resampled(pcm, raw)
+
+    stat = model.stat()
+    return _cached("piper", (text, model.name, str(stat.st_size), str(length_scale)), make)
+
+
+def quiet_runs(samples: Audio, min_seconds: float, level: int = VOICED_LEVEL) -> list[slice]:
+    """The runs of at least ``min_seconds`` in which no sample is louder than ``level``."""
+    quiet = np.abs(samples.astype(np.int32)) <= level
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], quiet.astype(np.int8), [0]])))
+    runs = [slice(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2], strict=True)]
+    return [run for run in runs if run.stop - run.start >= _samples(min_seconds)]
+
+
+def stretch_pause(samples: Audio, pause: slice, seconds: float) -> Audio:
+    """``samples`` with the quiet run ``pause`` made ``seconds`` long (digital silence added in
+    its middle; never shortened)."""
+    middle = (pause.start + pause.stop) // 2
+    extra = silence(max(0.0, seconds - (pause.stop - pause.start) / SAMPLE_RATE_HZ))
+    return concat(samples[:middle], extra, samples[middle:])
+
+
+def _resampled(data: bytes, input_format: list[str]) -> Audio:
+    """Audio in ``input_format`` (sox's arguments) as trimmed 16 kHz mono int16."""
+    to_raw = ("-r", str(SAMPLE_RATE_HZ), "-c", "1", "-b", "16", "-e", "signed-integer", "-t", "raw")
+    sox = subprocess.run(
+        ["sox", *input_format, "-", *to_raw, "-"], input=data, check=True, capture_output=True
+    )
+    samples = _trim(np.frombuffer(sox.stdout, dtype=np.int16))
+    if samples.size == 0:
+        raise ValueError("the voice produced no speech")
+    return samples
+
+
+def _cached(kind: str, key_parts: tuple[str, ...], make: Callable[[], Audio]) -> Audio:
+    """Generated speech, kept in ``cache_dir()`` under a hash of ``key_parts``."""
+    key = hashlib.sha256("\0".join((_CACHE_VERSION, *key_parts)).encode()).hexdigest()[:24]
+    path = cache_dir() / f"{kind}-{key}.wav"
+    if path.is_file():
+        return read_wav(path)
+    samples = make()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(f".{os.getpid()}.tmp")
+    write_wav(partial, samples)
+    partial.replace(path)  # atomic: parallel runs never read half a file
+    return samples
