@@ -100,9 +100,6 @@ class Stopwatch:
         self._record = record
         self._now = now
 
-    def now(self) -> float:
-        return self._now()
-
     def mark(self, name: str, at: float | None = None) -> None:
         """Record instant ``name`` (now, or ``at``) once: the first time it happens."""
         self._record.mark(name, self._now() if at is None else at)
