@@ -231,6 +231,17 @@ class FinishTurn:
     outcome: Outcome
 
 
+Report = (
+    ReportError
+    | ReportTranscript
+    | ReportIntent
+    | ReportNoIntent
+    | ReportResponse
+    | ReportMute
+    | ReportSayFinished
+)
+"""Commands that only tell the observers (the runtime's ``Reporter`` carries them out)."""
+
 Command = (
     StartTurn
     | EnterState
@@ -249,12 +260,6 @@ Command = (
     | StopRing
     | ResetWakeWord
     | StartDeafTail
-    | ReportError
-    | ReportTranscript
-    | ReportIntent
-    | ReportNoIntent
-    | ReportResponse
-    | ReportMute
-    | ReportSayFinished
+    | Report
     | FinishTurn
 )

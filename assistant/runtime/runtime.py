@@ -33,13 +33,7 @@ from assistant.core.commands import (
     PlayEarcon,
     PrepareReply,
     Reply,
-    ReportError,
     ReportIntent,
-    ReportMute,
-    ReportNoIntent,
-    ReportResponse,
-    ReportSayFinished,
-    ReportTranscript,
     ResetWakeWord,
     Ring,
     SetTimeout,
@@ -76,7 +70,8 @@ from assistant.core.timers import TIMER_INTENTS
 from assistant.core.turn_end import TurnPolicy
 from assistant.errors import AssistantError, AudioError
 from assistant.runtime.listener import Listener
-from assistant.runtime.observer import Observer, Stopwatch, TurnRecord
+from assistant.runtime.observer import Observer, Stopwatch
+from assistant.runtime.reporter import Reporter
 from assistant.runtime.timers import Ringer, TimerService
 from assistant.runtime.turns import TurnWork
 from assistant.runtime.volume import VOLUME_INTENTS, Volume, VolumeSpeaker
@@ -126,11 +121,11 @@ class Runtime:
         self._config = config
         self._mic = microphone
         self.volume = Volume(
-            state_file=volume_file, tell=lambda level: self._tell("volume_changed", level)
+            state_file=volume_file, tell=lambda level: self.reporter.tell("volume_changed", level)
         )
         speaker = VolumeSpeaker(speaker, self.volume)
         self._speaker = speaker
-        self._observers = list(observers)
+        self.reporter = Reporter(observers, self._now)
         self._audio_clock = audio_clock
         self._clock = monotonic
         smart = config.vad.end_of_turn == "smart"
@@ -162,13 +157,12 @@ class Runtime:
             self._wall_now,
             state_file=timers_file,
             feed=self._feed,
-            tell=lambda listed, change: self._tell("timers_changed", listed, change),
+            tell=lambda listed, change: self.reporter.tell("timers_changed", listed, change),
         )
         self.timers.load()
         self._earcons = {earcon: earcon_pcm(earcon, speaker.sample_rate_hz) for earcon in Earcon}
         self._ringer = Ringer(speaker, self._earcons[Earcon.RING], self.work.speech)
         self._started_wall = time.time()
-        self._record = TurnRecord(turn=0)
         self._task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._timer: asyncio.TimerHandle | None = None
@@ -196,7 +190,7 @@ class Runtime:
         self._execute(self.machine.start())
         self.started.set()
         self.timers.publish()
-        self._tell("volume_changed", self.volume.level)
+        self.reporter.tell("volume_changed", self.volume.level)
         self.timers.tick()  # timers that finished while Lingling was down ring now, once
         keeping_time = asyncio.get_running_loop().create_task(self._keep_time())
         try:
@@ -259,14 +253,13 @@ class Runtime:
         self._dispatch(request)
 
     def _execute(self, commands: list[Command]) -> None:
-        record = self._record
-        watch = Stopwatch(record, self._now)
+        reporter = self.reporter
+        watch = Stopwatch(reporter.record, self._now)
         for command in commands:
             match command:
                 case StartTurn(turn, wake_word, score):
-                    self._start_turn(turn, wake_word, score)
-                    record = self._record
-                    watch = Stopwatch(record, self._now)
+                    reporter.turn_started(turn, wake_word, score)
+                    watch = Stopwatch(reporter.record, self._now)
                 case EnterState(phase, turn, previous):
                     self._enter(phase, turn, previous)
                 case SetTimeout(turn, seconds):
@@ -275,7 +268,7 @@ class Runtime:
                     self._play_earcon(turn, earcon)
                 case StartListening(turn, no_speech_seconds):
                     watch.mark("listening")
-                    after_wake_word = record.wake_word is not None
+                    after_wake_word = reporter.record.wake_word is not None
                     self.listener.start(
                         turn, after_wake_word=after_wake_word, no_speech_seconds=no_speech_seconds
                     )
@@ -289,7 +282,7 @@ class Runtime:
                     self.work.drop_speculation()
                 case Transcribe(turn, pcm, reason):
                     watch.mark("speech_end")
-                    record.end_reason = str(reason) if reason is not None else None
+                    reporter.record.end_reason = str(reason) if reason is not None else None
                     self._start_task(turn, self.work.transcribe(turn, watch, pcm))
                 case Reply(turn, text):
                     self._start_task(turn, self.work.reply(turn, watch, text))
@@ -306,60 +299,27 @@ class Runtime:
                     self.listener.reset_wake_word()
                 case StartDeafTail(seconds):
                     self.listener.deafen(seconds)
-                case ReportError(turn, code, message, phase):
-                    self._report_error(turn, code, message, phase)
-                case ReportTranscript(turn, text):
-                    record.transcript = text
-                    self._tell("transcript_ready", turn, text)
-                case ReportIntent(turn, intent, actions):
+                case ReportIntent(turn, intent):
                     if intent.name in TIMER_INTENTS:
                         self.timers.apply(intent.name, intent.slots)
                     elif intent.name in VOLUME_INTENTS:
                         self.volume.apply(intent.name, intent.slots)
-                    for observer in self._observers:
-                        observer.intent_recognized(turn, intent)
-                        for a in actions:
-                            observer.action_requested(turn, a.topic, a.payload, a.qos, a.retain)
-                case ReportNoIntent(turn, text):
-                    self._tell("intent_not_recognized", turn, text)
-                case ReportResponse(turn, text, llm_timings):
-                    record.response = text
-                    record.llm_timings = dict(llm_timings) if llm_timings else None
-                    self._tell("response_ready", turn, text)
-                case ReportMute(muted):
-                    self._tell("mute_changed", muted)
-                case ReportSayFinished(request_id):
-                    self._tell("announcement_finished", request_id)
+                    reporter.report(command)
                 case FinishTurn(turn, outcome):
-                    record.outcome = outcome
-                    watch.mark("end")
                     self.work.drop_speculation()
                     stats = self.work.take_stats()
                     if stats.transcripts:
-                        record.speculation = stats.as_dict()
-                    _LOGGER.info("turn %d %s %s", turn, outcome, record.timings_ms())
-                    self._tell("turn_finished", record)
-
-    def _tell(self, method: str, *args: Any) -> None:
-        for observer in self._observers:
-            getattr(observer, method)(*args)
-
-    def _start_turn(self, turn: int, wake_word: str | None, score: float | None) -> None:
-        self._record = TurnRecord(turn=turn, wake_word=wake_word, wake_score=score)
-        self._record.mark("wake", self._now())
-        if wake_word is not None:
-            _LOGGER.info("wake word %s (%.2f)", wake_word, score)
-        for observer in self._observers:
-            observer.wake_detected(turn, wake_word, score)
+                        reporter.record.speculation = stats.as_dict()
+                    reporter.turn_finished(turn, outcome)
+                case _:
+                    reporter.report(command)
 
     def _enter(self, phase: Phase, turn: int, previous: Phase | None) -> None:
-        _LOGGER.info("%s→%s turn=%d", previous or "", phase, turn)
         if self._audio_clock:
             t_seconds = self.listener.frame_index * FRAME_SECONDS
         else:
             t_seconds = self._now() - self._started
-        for observer in self._observers:
-            observer.state_entered(phase, turn, t_seconds)
+        self.reporter.state_entered(phase, turn, previous, t_seconds)
         if phase is Phase.IDLE:
             self._idle.set()
         else:
@@ -368,16 +328,6 @@ class Runtime:
             self._audio_allowed.set()
         else:
             self._audio_allowed.clear()
-
-    def _report_error(self, turn: int | None, code: str, message: str, phase: Phase) -> None:
-        if turn is None:
-            _LOGGER.warning("refused in %s: %s: %s", phase, code, message)
-        else:
-            _LOGGER.warning("turn %d failed in %s: %s: %s", turn, phase, code, message)
-            if turn == self._record.turn and self._record.error is None:
-                self._record.error = f"{code}: {message}"
-        for observer in self._observers:
-            observer.error_reported(turn, code, message, phase)
 
     def _set_timer(self, seconds: float | None, turn: int) -> None:
         if self._timer is not None:
