@@ -15,7 +15,15 @@ from typing import Annotated, Any, Final, Literal
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
 
 from assistant.errors import ConfigError
 from assistant.paths import bundled, default_models_dir, intents_beside, is_checkout
@@ -268,6 +276,14 @@ class Config(_Section):
     mqtt: MqttConfig = MqttConfig()
     intents: IntentsConfig = IntentsConfig()
     timers: TimersConfig = TimersConfig()
+    stop_words: list[Annotated[str, StringConstraints(pattern=r"^[a-z']+$")]] = [
+        "stop",
+        "cancel",
+        "enough",
+        "quiet",
+    ]
+    """Said alone, any of these stops a ringing timer (and, with ``barge_in``, Lingling's
+    speech), without the wake word; [] turns the stop word off."""
     barge_in: bool = False
     """Let the wake word interrupt Lingling while it thinks or speaks. Without echo cancellation
     (see the README) its own voice could wake it: leave it off then."""

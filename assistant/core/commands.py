@@ -176,6 +176,13 @@ class StartDeafTail:
 
 
 @dataclass(frozen=True, slots=True)
+class TranscribeBurst:
+    """Transcribe a short burst of speech heard while ringing or speaking (the stop word?)."""
+
+    pcm: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class ReportError:
     """Tell the observers about an error; ``turn`` None for a request refused outside a turn."""
 
@@ -260,6 +267,7 @@ Command = (
     | StopRing
     | ResetWakeWord
     | StartDeafTail
+    | TranscribeBurst
     | Report
     | FinishTurn
 )

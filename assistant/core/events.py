@@ -197,6 +197,20 @@ class StopRequested:
 
 
 @dataclass(frozen=True, slots=True)
+class BurstHeard:
+    """A short burst of speech while ringing or speaking: perhaps the stop word."""
+
+    pcm: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class BurstTranscribed:
+    """What a short burst of speech said."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class VolumeRequested:
     """Play everything at ``level`` (0-100)."""
 
@@ -245,6 +259,8 @@ Event = (
     | WakeWordToggled
     | StopRequested
     | TimerFinished
+    | BurstHeard
+    | BurstTranscribed
 )
 
 _CAMEL: Final = re.compile(r"(?<!^)(?=[A-Z])")

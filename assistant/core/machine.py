@@ -67,6 +67,12 @@ from assistant.core.events import (
     trigger_of,
     turn_of,
 )
+from assistant.core.stop_word import (
+    INTERRUPTIBLE,
+    STOP_WORD_TRANSITIONS,
+    STOP_WORDS,
+    StopWordListening,
+)
 from assistant.core.timeouts import Timeouts
 
 _LOGGER = logging.getLogger(__name__)
@@ -74,8 +80,6 @@ _LOGGER = logging.getLogger(__name__)
 P = Phase
 ALL: Final = list(Phase)
 BUSY: Final = [P.WAKE, P.LISTENING, P.TRANSCRIBING, P.THINKING, P.SPEAKING]
-INTERRUPTIBLE: Final = [P.THINKING, P.SPEAKING]
-"""Where the wake word (with barge-in) and the stop word end what Lingling is doing."""
 DEAF_TAIL_SECONDS: Final = 0.3
 """After speaking, the wake word stays deaf this long (audio time): the room still echoes."""
 MUTED: Final = "muted"
@@ -158,6 +162,7 @@ TRANSITIONS: Final[list[dict[str, Any]]] = [
      "before": "_set_mute", "after": "_report_mute"},
     {"trigger": "wake_word_toggled", "source": ALL, "dest": None, "before": "_toggle_wake_word"},
     {"trigger": "deaf_tail_ended", "source": ALL, "dest": None, "before": "_hear_again"},
+    *STOP_WORD_TRANSITIONS,
 ]  # fmt: skip
 
 SWITCHES: Final = ("mute_requested", "wake_word_toggled", "deaf_tail_ended")
@@ -174,7 +179,7 @@ def _event(data: EventData, cls: type[E]) -> E:
     return event
 
 
-class Assistant:
+class Assistant(StopWordListening):
     """The conversation state machine. Only the event loop's thread calls ``handle``."""
 
     phase: Phase
@@ -185,9 +190,12 @@ class Assistant:
         *,
         barge_in: bool = False,
         prepare_replies: bool = False,
+        stop_words: tuple[str, ...] = STOP_WORDS,
     ) -> None:
         self.timeouts = timeouts or Timeouts()
         self.barge_in = barge_in
+        self.stop_words = stop_words
+        """Said alone while ringing (or, with barge-in, speaking) they stop it; () for none."""
         self.prepare_replies = prepare_replies
         """Start the reply at a pause, held until the end of the command is confirmed."""
         self.turn = 0

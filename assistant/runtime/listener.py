@@ -25,6 +25,7 @@ from assistant.config import VadConfig
 from assistant.core.audioformat import FRAME_SECONDS
 from assistant.core.endpointer import Endpoint, Endpointer
 from assistant.core.events import (
+    BurstHeard,
     DeafTailEnded,
     Event,
     NoSpeechHeard,
@@ -35,6 +36,7 @@ from assistant.core.events import (
     WakeDetected,
 )
 from assistant.core.ports import TurnDetector, Vad, WakeWord
+from assistant.core.stop_word import BurstPolicy, Bursts
 from assistant.core.turn_end import TurnPolicy, Words
 
 _LOGGER = logging.getLogger(__name__)
@@ -67,6 +69,7 @@ class Listener:
         preroll_seconds: float,
         wake_word_listens: Callable[[], bool],
         emit: Callable[[Event], None],
+        stop_word_listens: Callable[[], bool] = lambda: False,
         policy: TurnPolicy | None = None,
         turn_detector: TurnDetector | None = None,
     ) -> None:
@@ -85,6 +88,10 @@ class Listener:
         self._wake_frame: int | None = None
         self._deaf_frames = 0
         self._command: _Command | None = None
+        self._stop_word_listens = stop_word_listens
+        self._bursts = Bursts(BurstPolicy(threshold=vad_config.threshold))
+        self._spotting = False
+        """The VAD listens for the stop word (and holds that audio's state)."""
 
     async def drain(self) -> None:
         """Wait for the work queued in the worker thread (a wake word reset) to be done."""
@@ -142,8 +149,24 @@ class Listener:
             if detection is not None and self._wake_word_listens():
                 self._wake_frame = index
                 self._emit(WakeDetected(detection.wake_word, detection.score))
+        if self._command is None and self._stop_word_listens():
+            await self._spot(frame)
+        else:
+            self._spotting = False
         if deaf_ends:
             self._emit(DeafTailEnded())
+
+    async def _spot(self, frame: bytes) -> None:
+        """Cut the audio into short bursts of speech: one may be the stop word."""
+        if not self._spotting:
+            self._spotting = True
+            self._vad.reset()
+            self._bursts.reset()
+        loop = asyncio.get_running_loop()
+        probability = await loop.run_in_executor(self._onnx, self._vad.process, frame)
+        burst = self._bursts.process(probability, frame)
+        if burst is not None and self._command is None and self._stop_word_listens():
+            self._emit(BurstHeard(burst))
 
     async def _listen(self, command: _Command, index: int, frame: bytes) -> None:
         loop = asyncio.get_running_loop()

@@ -43,6 +43,7 @@ from assistant.core.commands import (
     StartTurn,
     StopRing,
     Transcribe,
+    TranscribeBurst,
     WeighWords,
 )
 from assistant.core.events import (
@@ -72,6 +73,7 @@ from assistant.errors import AssistantError, AudioError
 from assistant.runtime.listener import Listener
 from assistant.runtime.observer import Observer, Stopwatch
 from assistant.runtime.reporter import Reporter
+from assistant.runtime.stop_word import BurstChecker
 from assistant.runtime.timers import Ringer, TimerService
 from assistant.runtime.turns import TurnWork
 from assistant.runtime.volume import VOLUME_INTENTS, Volume, VolumeSpeaker
@@ -131,7 +133,10 @@ class Runtime:
         smart = config.vad.end_of_turn == "smart"
         policy = turn_policy(config.vad, audio_model=turn_detector is not None) if smart else None
         self.machine = Assistant(
-            Timeouts.from_config(config), barge_in=config.barge_in, prepare_replies=smart
+            Timeouts.from_config(config),
+            barge_in=config.barge_in,
+            prepare_replies=smart,
+            stop_words=tuple(config.stop_words),
         )
         self.listener = Listener(
             config.vad,
@@ -139,6 +144,7 @@ class Runtime:
             vad=vad,
             preroll_seconds=config.audio.preroll_seconds,
             wake_word_listens=lambda: self.machine.wake_word_listens,
+            stop_word_listens=lambda: self.machine.stop_word_listens,
             emit=self._dispatch,
             policy=policy,
             turn_detector=turn_detector,
@@ -153,6 +159,7 @@ class Runtime:
             intents=intents,
             timer_reply=lambda intent, slots: self.timers.preview(intent, slots),
         )
+        self.bursts = BurstChecker(transcriber, self._feed)
         self.timers = TimerService(
             self._wall_now,
             state_file=timers_file,
@@ -299,6 +306,8 @@ class Runtime:
                     self.listener.reset_wake_word()
                 case StartDeafTail(seconds):
                     self.listener.deafen(seconds)
+                case TranscribeBurst(pcm):
+                    self.bursts.check(pcm)
                 case ReportIntent(turn, intent):
                     if intent.name in TIMER_INTENTS:
                         self.timers.apply(intent.name, intent.slots)
@@ -320,6 +329,7 @@ class Runtime:
         else:
             t_seconds = self._now() - self._started
         self.reporter.state_entered(phase, turn, previous, t_seconds)
+        self.bursts.drop()  # a burst belongs to the state it was heard in
         if phase is Phase.IDLE:
             self._idle.set()
         else:
