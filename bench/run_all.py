@@ -36,6 +36,7 @@ BENCHMARKS: Final = {
     "soak_idle": ("bench.soak", ["--idle-seconds", "60"], ["--idle-seconds", "20"]),
     # its full run takes ≈ 10 min on its own: `python -m bench.end_of_turn` (see BENCHMARKS.md)
     "end_of_turn": ("bench.end_of_turn", ["--quick"], ["--quick"]),
+    "stop_word": ("bench.stop_word", [], ["--quick"]),
 }
 
 
