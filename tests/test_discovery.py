@@ -25,6 +25,7 @@ def test_topics() -> None:
         "lingling/kitchen/cancel",
         "lingling/kitchen/stop",
         "lingling/kitchen/volume/set",
+        "lingling/kitchen/wake_word/set",
     )
     assert TOPICS.timers == "lingling/kitchen/timers"
     assert TOPICS.timer == "lingling/kitchen/timer"
@@ -60,7 +61,12 @@ def test_event_types_start_with_the_default_intents() -> None:
 
 
 def test_device_config() -> None:
-    config = device_config(TOPICS, ["PlayMusic"], origin_url="https://example.org/lingling")
+    config = device_config(
+        TOPICS,
+        ["PlayMusic"],
+        wake_words=["alexa", "hey_jarvis"],
+        origin_url="https://example.org/lingling",
+    )
     json.dumps(config)  # it is what gets published
     assert config["dev"] == {
         "identifiers": ["lingling_kitchen"],
@@ -81,6 +87,7 @@ def test_device_config() -> None:
         "listen": "button",
         "stop": "button",
         "volume": "number",
+        "wake_word": "select",
         "timers": "sensor",
         "say": "notify",
         "transcript": "sensor",
@@ -140,3 +147,11 @@ def test_the_timers_sensor_counts_them_and_lists_them_in_its_attributes() -> Non
     assert "value_json" in timers["json_attributes_template"]
     stop = components["stop"]
     assert (stop["command_topic"], stop["payload_press"]) == ("lingling/kitchen/stop", "PRESS")
+
+
+def test_the_wake_word_select_lists_the_models_and_is_left_out_without_any() -> None:
+    select = device_config(TOPICS, wake_words=["alexa", "hey_jarvis"])["cmps"]["wake_word"]
+    assert select["options"] == ["alexa", "hey_jarvis"]
+    assert select["command_topic"] == "lingling/kitchen/wake_word/set"
+    assert select["state_topic"] == "lingling/kitchen/wake_word"
+    assert "wake_word" not in device_config(TOPICS)["cmps"]  # a select needs options

@@ -7,12 +7,15 @@ import asyncio
 import contextlib
 import itertools
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import paho.mqtt.publish as publish
 
+from assistant.adapters.openwakeword import OpenWakeWord
 from assistant.config import Config
 from assistant.mqtt.bridge import MqttBridge
 from assistant.runtime.runtime import Runtime
+from assistant.runtime.wake_words import WakeWordChoice
 from tests.support.broker import Broker, Subscriber, eventually
 from tests.support.broker import broker_fixture as broker_fixture  # the broker fixture
 from tests.support.fakes import (
@@ -24,13 +27,16 @@ from tests.support.fakes import (
     FakeVad,
     FakeWakeWord,
 )
+from tests.support.models import require_model
 
 SITE = "hall"
 BASE = f"lingling/{SITE}"
 
 
 @contextlib.asynccontextmanager
-async def satellite(broker: Broker) -> AsyncIterator[tuple[Runtime, FakeSpeaker]]:
+async def satellite(
+    broker: Broker, wake_words: WakeWordChoice | None = None
+) -> AsyncIterator[tuple[Runtime, FakeSpeaker]]:
     """A runtime on silence with its MQTT bridge, connected and in its first state."""
     mqtt = {"host": broker.host, "port": broker.port, "site": SITE}
     config = Config.model_validate({"mqtt": mqtt, "vad": {"no_speech_seconds": 0.5}})
@@ -41,6 +47,7 @@ async def satellite(broker: Broker) -> AsyncIterator[tuple[Runtime, FakeSpeaker]
         config.mqtt,
         on_request=lambda request: runtime.request(request) if runtime else None,
         loop=asyncio.get_running_loop(),
+        wake_words=wake_words.options if wake_words is not None else (),
     )
     runtime = Runtime(
         config,
@@ -52,6 +59,7 @@ async def satellite(broker: Broker) -> AsyncIterator[tuple[Runtime, FakeSpeaker]
         chat=FakeChat(),
         synthesizer=FakeSynthesizer(),
         observers=[bridge],
+        wake_words=wake_words,
     )
     bridge.start()
     running = asyncio.get_running_loop().create_task(runtime.run())
@@ -131,3 +139,43 @@ async def test_the_volume_is_set_from_home_assistant_and_echoed(broker: Broker) 
         await asyncio.to_thread(send, broker, f"{BASE}/volume/set", "loud")  # logged, ignored
         await asyncio.to_thread(send, broker, f"{BASE}/volume/set", "10")
         await eventually(lambda: watcher.texts(f"{BASE}/volume")[-1:] == ["10"], 5.0, "10")
+
+
+async def test_the_wake_word_is_chosen_from_home_assistant_kept_and_echoed(
+    broker: Broker, tmp_path: Path
+) -> None:
+    models_dir = require_model("openwakeword/hey_jarvis_v0.1.onnx").parent.parent
+    config = Config()  # hey_jarvis
+    kept = tmp_path / "wake_word.json"
+    choice = WakeWordChoice(config.wake, models_dir, OpenWakeWord, state_file=kept)
+    discovery = f"homeassistant/device/lingling_{SITE}/config"
+    async with (
+        Subscriber(broker, discovery) as announced,
+        satellite(broker, choice) as (runtime, _),
+        Subscriber(broker, f"{BASE}/wake_word") as watcher,
+    ):
+        await eventually(lambda: watcher.texts(f"{BASE}/wake_word")[-1:] == ["hey_jarvis"])
+        await eventually(lambda: bool(announced.received(discovery)), 5.0, "discovery")
+        select = announced.received(discovery)[-1].json()["cmps"]["wake_word"]
+        assert select["p"] == "select"
+        assert select["options"] == ["alexa", "hey_jarvis", "hey_mycroft"]
+        assert select["command_topic"] == f"{BASE}/wake_word/set"
+        listening = runtime.listener.wake_word
+
+        await asyncio.to_thread(send, broker, f"{BASE}/wake_word/set", "alexa")
+        await eventually(lambda: watcher.texts(f"{BASE}/wake_word")[-1:] == ["alexa"], 5.0)
+        now = runtime.listener.wake_word
+        assert now is not listening  # applied without a restart
+        assert isinstance(now, OpenWakeWord)
+        assert now.wake_words == ["alexa"]
+
+        for bad in ("melspectrogram", "ok_google", ""):  # logged and ignored
+            await asyncio.to_thread(send, broker, f"{BASE}/wake_word/set", bad)
+        await asyncio.to_thread(send, broker, f"{BASE}/wake_word/set", "hey_mycroft")
+        await eventually(lambda: watcher.texts(f"{BASE}/wake_word")[-1:] == ["hey_mycroft"], 5.0)
+        assert "melspectrogram" not in watcher.texts(f"{BASE}/wake_word")
+
+    # kept: the next start listens for the wake word chosen
+    again = WakeWordChoice(config.wake, models_dir, OpenWakeWord, state_file=kept)
+    assert again.selected == "hey_mycroft"
+    assert [word.model for word in again.config().words()] == ["hey_mycroft"]

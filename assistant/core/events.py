@@ -218,6 +218,13 @@ class VolumeRequested:
 
 
 @dataclass(frozen=True, slots=True)
+class WakeWordChosen:
+    """Listen for the wake word ``name`` (a model in the models folder) from now on."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
 class TimerFinished:
     name: str | None
 
@@ -230,6 +237,7 @@ Request = (
     | WakeWordToggled
     | StopRequested
     | VolumeRequested
+    | WakeWordChosen
 )
 """What may be asked from outside (MQTT, the command line)."""
 

@@ -65,6 +65,7 @@ class MqttBridge(Observer):
         on_request: RequestHandler,
         loop: asyncio.AbstractEventLoop,
         intent_names: Sequence[str] = (),
+        wake_words: Sequence[str] = (),
         env: Mapping[str, str] = os.environ,
         client_factory: ClientFactory | None = None,
         rediscovery_delay_seconds: float = 1.0,
@@ -77,6 +78,7 @@ class MqttBridge(Observer):
         self._on_request = on_request
         self._loop = loop
         self._intent_names = tuple(intent_names)
+        self._wake_words = tuple(wake_words)
         self._rediscovery_delay_seconds = rediscovery_delay_seconds
         self._lock = threading.RLock()  # the remembered state and its publication, both threads
         self._phase: Phase | None = None
@@ -85,6 +87,7 @@ class MqttBridge(Observer):
         self._response: dict[str, Any] | None = None
         self._timers: str | None = None  # the retained timers list, as last published
         self._volume: int | None = None
+        self._wake_word: str | None = None
         self._connected = False
         self._outage_logged = False
         self._started = False
@@ -286,7 +289,8 @@ class MqttBridge(Observer):
 
     def _publish_discovery(self) -> None:
         if self._config.discovery:
-            payload = json.dumps(device_config(self.topics, self._intent_names))
+            config = device_config(self.topics, self._intent_names, wake_words=self._wake_words)
+            payload = json.dumps(config)
             self._publish_now(self.topics.discovery, payload, qos=1, retain=True)
         else:  # an empty retained config removes a device announced before
             self._publish_now(self.topics.discovery, "", qos=1, retain=True)
@@ -298,6 +302,8 @@ class MqttBridge(Observer):
             self._publish_now(self.topics.timers, self._timers, qos=1, retain=True)
         if self._volume is not None:
             self._publish_now(self.topics.volume, str(self._volume), qos=1, retain=True)
+        if self._wake_word is not None:
+            self._publish_now(self.topics.wake_word, self._wake_word, qos=1, retain=True)
         self._publish_now(
             self.topics.mute, MUTE_ON if self._muted else MUTE_OFF, qos=1, retain=True
         )
@@ -404,6 +410,10 @@ class MqttBridge(Observer):
     def volume_changed(self, level: int) -> None:
         self._volume = level
         self._publish(self.topics.volume, str(level), qos=1, retain=True)
+
+    def wake_word_changed(self, name: str) -> None:
+        self._wake_word = name
+        self._publish(self.topics.wake_word, name, qos=1, retain=True)
 
     def announcement_finished(self, request_id: str | None) -> None:
         with self._lock:

@@ -150,8 +150,25 @@ class Topics:
         return f"{self.base}/volume/set"
 
     @property
+    def wake_word(self) -> str:
+        """Retained: the wake word listened for."""
+        return f"{self.base}/wake_word"
+
+    @property
+    def wake_word_set(self) -> str:
+        return f"{self.base}/wake_word/set"
+
+    @property
     def commands(self) -> tuple[str, ...]:
-        return (self.say, self.listen, self.mute_set, self.cancel, self.stop, self.volume_set)
+        return (
+            self.say,
+            self.listen,
+            self.mute_set,
+            self.cancel,
+            self.stop,
+            self.volume_set,
+            self.wake_word_set,
+        )
 
     # Home Assistant
     @property
@@ -176,12 +193,14 @@ def device_config(
     topics: Topics,
     intent_names: Sequence[str] = (),
     *,
+    wake_words: Sequence[str] = (),
     version: str = __version__,
     origin_url: str | None = None,
 ) -> dict[str, Any]:
     """The retained payload for ``topics.discovery``: the device and all its entities.
 
-    ``origin_url`` is the support address Home Assistant shows for the origin (left out if None).
+    ``origin_url`` is the support address Home Assistant shows for the origin (left out if None);
+    ``wake_words`` are the options of the wake word select (no select without them).
     """
     uid = topics.device_id
     availability = {
@@ -260,6 +279,16 @@ def device_config(
             qos=1,
             icon="mdi:volume-high",
         ),
+        "wake_word": component(
+            "select",
+            "wake_word",
+            "Wake word",
+            command_topic=topics.wake_word_set,
+            state_topic=topics.wake_word,
+            options=list(wake_words),
+            qos=1,
+            icon="mdi:account-voice",
+        ),
         "timers": component(
             "sensor",
             "timers",
@@ -292,6 +321,8 @@ def device_config(
             icon="mdi:lightning-bolt",
         ),
     }
+    if not wake_words:  # a select needs options: none known, no select
+        del components["wake_word"]
     origin = {"name": ORIGIN_NAME, "sw": version}
     if origin_url is not None:
         origin["url"] = origin_url

@@ -17,6 +17,7 @@ from assistant.core.events import (
     SayRequested,
     StopRequested,
     VolumeRequested,
+    WakeWordChosen,
     WakeWordToggled,
 )
 from assistant.mqtt.discovery import MUTE_OFF, MUTE_ON, Topics
@@ -60,7 +61,7 @@ def parse(
 
     ``topic`` is a full topic (``lingling/kitchen/say``, ``hermes/tts/say``) or a command relative
     to ``topics.base`` (``say``, ``listen``, ``mute/set``, ``cancel``, ``stop``,
-    ``volume/set``).
+    ``volume/set``, ``wake_word/set``).
     """
     if len(payload) > max_payload_bytes:
         raise ValueError(f"payload of {len(payload)} bytes is over the {max_payload_bytes} limit")
@@ -75,6 +76,11 @@ def parse(
         return StopRequested()
     if command == "volume/set":
         return VolumeRequested(_volume(_text(payload)))
+    if command == "wake_word/set":
+        name = _text(payload).strip()
+        if not name:
+            raise ValueError("wake_word/set needs the name of a wake word")
+        return WakeWordChosen(name)
     if command == "mute/set":
         value = _text(payload).strip().upper()
         if value not in (MUTE_ON, MUTE_OFF):

@@ -127,6 +127,14 @@ class Listener:
         """Count ``seconds`` of audio, then emit ``DeafTailEnded``."""
         self._deaf_frames = max(1, round(seconds / FRAME_SECONDS))
 
+    @property
+    def wake_word(self) -> WakeWord:
+        return self._wake_word
+
+    def replace_wake_word(self, wake_word: WakeWord) -> None:
+        """Listen with ``wake_word`` from the next frame on."""
+        self._wake_word = wake_word
+
     def reset_wake_word(self) -> None:
         # In the worker thread that owns the model, after any frame it is still scoring.
         self._onnx.submit(self._wake_word.reset)

@@ -155,6 +155,9 @@ class Observer:
     def volume_changed(self, level: int) -> None:
         """The output volume (0-100): at start, and on every change."""
 
+    def wake_word_changed(self, name: str) -> None:
+        """The wake word listened for: at start, and when one is chosen."""
+
     def announcement_finished(self, request_id: str | None) -> None:
         """A ``say`` request has been spoken (or dropped); ``request_id`` as it was given."""
 

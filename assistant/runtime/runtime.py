@@ -53,6 +53,7 @@ from assistant.core.events import (
     Request,
     TimedOut,
     VolumeRequested,
+    WakeWordChosen,
 )
 from assistant.core.intents import Intents
 from assistant.core.machine import Assistant
@@ -77,6 +78,7 @@ from assistant.runtime.stop_word import BurstChecker
 from assistant.runtime.timers import Ringer, TimerService
 from assistant.runtime.turns import TurnWork
 from assistant.runtime.volume import VOLUME_INTENTS, Volume, VolumeSpeaker
+from assistant.runtime.wake_words import WakeWordChoice
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -117,6 +119,7 @@ class Runtime:
         turn_detector: TurnDetector | None = None,
         timers_file: Path | None = None,
         volume_file: Path | None = None,
+        wake_words: WakeWordChoice | None = None,
         audio_clock: bool = False,
         monotonic: Callable[[], float] | None = None,
     ) -> None:
@@ -169,6 +172,7 @@ class Runtime:
         self.timers.load()
         self._earcons = {earcon: earcon_pcm(earcon, speaker.sample_rate_hz) for earcon in Earcon}
         self._ringer = Ringer(speaker, self._earcons[Earcon.RING], self.work.speech)
+        self.wake_words = wake_words
         self._started_wall = time.time()
         self._task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
@@ -198,6 +202,8 @@ class Runtime:
         self.started.set()
         self.timers.publish()
         self.reporter.tell("volume_changed", self.volume.level)
+        if self.wake_words is not None:
+            self.reporter.tell("wake_word_changed", self.wake_words.selected)
         self.timers.tick()  # timers that finished while Lingling was down ring now, once
         keeping_time = asyncio.get_running_loop().create_task(self._keep_time())
         try:
@@ -256,6 +262,9 @@ class Runtime:
         """Act on a request from outside (MQTT); called on the loop's thread."""
         if isinstance(request, VolumeRequested):  # a setting of the speaker, not of the talk
             self.volume.set(request.level)
+            return
+        if isinstance(request, WakeWordChosen):  # a setting of the listener
+            self._in_background(self._choose_wake_word(request.name))
             return
         self._dispatch(request)
 
@@ -390,6 +399,18 @@ class Runtime:
             if earcon is Earcon.AWAKE:
                 self._feed(EarconFinished(turn))
 
-        task = asyncio.get_running_loop().create_task(play())
+        self._in_background(play())
+
+    async def _choose_wake_word(self, name: str) -> None:
+        if self.wake_words is None:
+            _LOGGER.warning("wake word %r: the wake word cannot be chosen here", name)
+            return
+        wake_word = await self.wake_words.choose(name)
+        if wake_word is not None:
+            self.listener.replace_wake_word(wake_word)
+            self.reporter.tell("wake_word_changed", name)
+
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
         self._background.add(task)
         task.add_done_callback(self._background.discard)

@@ -113,11 +113,20 @@ async def _serve(
     from assistant.adapters.wavfile import WavFileMicrophone, WavFileSpeaker
     from assistant.adapters.whisper import WhisperTranscriber
     from assistant.runtime.runtime import Runtime
+    from assistant.runtime.wake_words import WakeWordChoice
 
     realtime = not options.fast
+    # A file for a microphone (a test, a demo) keeps its settings to itself.
+    state_dir = None if options.input is not None else default_state_file().parent
+    wake_words = WakeWordChoice(
+        config.wake,
+        config.models_dir,
+        OpenWakeWord,
+        state_file=state_dir / "wake_word.json" if state_dir is not None else None,
+    )
     # The models load in parallel, while the servers load theirs.
     wake_word, vad, turn_detector, synthesizer, intents, _ = await asyncio.gather(
-        asyncio.to_thread(OpenWakeWord, config.wake, config.models_dir),
+        asyncio.to_thread(OpenWakeWord, wake_words.config(), config.models_dir),
         asyncio.to_thread(SileroVad, config.vad, config.models_dir),
         asyncio.to_thread(_load_turn_detector, config),
         asyncio.to_thread(PiperSynthesizer, config.tts, config.models_dir),
@@ -153,6 +162,7 @@ async def _serve(
             on_request=lambda request: runtime.request(request),
             loop=asyncio.get_running_loop(),
             intent_names=intents.names if intents is not None else (),
+            wake_words=wake_words.options,
         )
         all_observers.append(bridge)
     runtime = Runtime(
@@ -170,12 +180,11 @@ async def _serve(
         # A file for a microphone (a test, a demo) keeps its timers to itself, unless told.
         timers_file=config.timers.state_file
         or (default_state_file() if options.input is None else None),
-        volume_file=None
-        if options.input is not None
-        else default_state_file().with_name("volume.json"),
+        volume_file=state_dir / "volume.json" if state_dir is not None else None,
+        wake_words=wake_words,
         audio_clock=options.input is not None,
     )
-    words = ", ".join(w.model for w in config.wake.words())
+    words = ", ".join(w.model for w in wake_words.config().words())
     _LOGGER.info("ready: listening for %s", words)
     notifier = notifier or Notifier.from_env()
     notifier.ready(f"listening for {words}")
