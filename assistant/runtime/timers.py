@@ -19,6 +19,7 @@ from typing import Any, Final
 from assistant.core.events import Event, TimerFinished
 from assistant.core.ports import Speaker
 from assistant.core.timers import Change, Changed, TimerBook
+from assistant.runtime.state_files import write_json
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -115,16 +116,7 @@ class TimerService:
             self.tell(listed, event)
 
     def _save(self) -> None:
-        path = self._state_file
-        if path is None:
-            return
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            temporary = path.with_suffix(".tmp")
-            temporary.write_text(json.dumps(self.book.to_json()), encoding="utf-8")
-            os.replace(temporary, path)  # atomic: a crash leaves the old file or the new one
-        except OSError as err:
-            _LOGGER.warning("timers: cannot write %s: %s", path, err)
+        write_json(self._state_file, self.book.to_json(), "timers")
 
 
 RING_PAUSE_SECONDS: Final = 1.0

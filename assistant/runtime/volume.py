@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Final
@@ -13,6 +12,7 @@ from typing import Any, Final
 import numpy as np
 
 from assistant.core.ports import Speaker
+from assistant.runtime.state_files import write_json
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -61,15 +61,7 @@ class Volume:
         return (samples * gain).astype("<i2").tobytes()
 
     def _save(self) -> None:
-        if self._state_file is None:
-            return
-        try:
-            self._state_file.parent.mkdir(parents=True, exist_ok=True)
-            temporary = self._state_file.with_suffix(".tmp")
-            temporary.write_text(json.dumps({"level": self.level}), encoding="utf-8")
-            os.replace(temporary, self._state_file)
-        except OSError as err:
-            _LOGGER.warning("volume: cannot write %s: %s", self._state_file, err)
+        write_json(self._state_file, {"level": self.level}, "volume")
 
 
 VOLUME_INTENTS: Final = frozenset({"HassSetVolume", "HassSetVolumeRelative"})

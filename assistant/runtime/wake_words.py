@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Final
 from assistant.config import WakeConfig, WakeWordConfig
 from assistant.core.ports import WakeWord
 from assistant.errors import AssistantError
+from assistant.runtime.state_files import write_json
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -116,12 +116,4 @@ class WakeWordChoice:
         return name if isinstance(name, str) else None
 
     def _save(self) -> None:
-        if self._state_file is None:
-            return
-        try:
-            self._state_file.parent.mkdir(parents=True, exist_ok=True)
-            temporary = self._state_file.with_suffix(".tmp")
-            temporary.write_text(json.dumps({"wake_word": self.selected}), encoding="utf-8")
-            os.replace(temporary, self._state_file)
-        except OSError as err:
-            _LOGGER.warning("wake word: cannot write %s: %s", self._state_file, err)
+        write_json(self._state_file, {"wake_word": self.selected}, "wake word")
