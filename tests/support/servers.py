@@ -293,9 +293,15 @@ class FakeWhisperServer(LoopbackServer):
     MIN_AUDIO_SECONDS: ClassVar[float] = 0.12  # measured: 110 ms gives "", 120 ms gives text
     WINDOW_SECONDS: ClassVar[float] = 30.0
 
-    def __init__(self, text: str = " turn on the kitchen light\n") -> None:
+    def __init__(
+        self,
+        text: str = " turn on the kitchen light\n",
+        text_for: Callable[[float], str] | None = None,
+    ) -> None:
         super().__init__()
         self.text = text
+        self.text_for = text_for
+        """What audio of that many seconds says (instead of ``text``): a scripted conversation."""
         self.requests: list[WhisperRequest] = []
         self._mutex = threading.Lock()  # the real server runs one inference at a time
 
@@ -358,7 +364,7 @@ class FakeWhisperServer(LoopbackServer):
             return
         seconds = len(audio) / max(1, rate * channels * width)
         windows = 0 if seconds < self.MIN_AUDIO_SECONDS else -int(-seconds // self.WINDOW_SECONDS)
-        text = self.text * windows
+        text = (self.text if self.text_for is None else self.text_for(seconds)) * windows
         response_format = fields.get("response_format", "json")
         if response_format == "text":
             handler.answer(200, text, "text/html; charset=utf-8")
