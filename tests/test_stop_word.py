@@ -18,6 +18,7 @@ from assistant.core.commands import (
     CancelTurn,
     Earcon,
     EnterState,
+    Outcome,
     Phase,
     StopRing,
     TranscribeBurst,
@@ -36,9 +37,9 @@ from assistant.core.events import (
 )
 from assistant.core.machine import Assistant
 from assistant.core.stop_word import STOP_WORDS, BurstPolicy, Bursts, is_stop_phrase
-from tests.support.fakes import SILENCE, SPEECH, FakeMicrophone, frames
+from tests.support.fakes import SILENCE, SPEECH, FakeChat, FakeMicrophone, frames
 from tests.support.models import require_model
-from tests.support.rig import COMMAND
+from tests.support.rig import COMMAND, Rig
 from tests.support.scenarios import Audio, concat, speak, speak_piper
 from tests.support.scenarios import frames as scenario_frames
 from tests.test_timers import timer_rig
@@ -259,3 +260,21 @@ def test_real_vad_takes_none_of_lingling_s_own_sentences() -> None:
     texts = ("The timer is set for ten minutes.", "It is twenty past three in the afternoon.")
     said = concat(*(speak_piper(text, voice) for text in texts))
     assert _real_bursts(said) == []
+
+
+async def test_with_barge_in_the_stop_word_cuts_the_reply_short() -> None:
+    """A long reply is being spoken; "stop" said over it ends the turn: the rest is not played."""
+    speaking = asyncio.Event()
+    word = frames((SPEECH, 4), (SILENCE, 3))
+    audio = [*COMMAND, *frames((SILENCE, 2)), *word, *frames((SILENCE, 20))]
+    rig = Rig(FakeMicrophone(audio, waits={len(COMMAND) + 2: speaking.wait}))
+    rig.settings = {"barge_in": True}
+    rig.speaker.seconds_per_play = 0.5  # each sentence takes a while: "stop" comes during one
+    rig.chat = FakeChat(pieces=("One.", " Two.", " Three.", " Four.", " Five."))
+    rig.transcriber = Answers(["tell me a story", "Stop it."])  # type: ignore[assignment]
+    rig.recorder.on_state["speaking"] = speaking.set
+    await rig.run(timeout_seconds=5)
+    assert rig.recorder.states[-2:] == ["speaking", "idle"]
+    (turn,) = rig.recorder.turns
+    assert turn.outcome is Outcome.CANCELLED
+    assert len(rig.speaker.played) < 5 + 1  # the awake earcon and fewer than five sentences
