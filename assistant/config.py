@@ -119,9 +119,26 @@ class VadConfig(_Section):
     turn_threshold: Fraction = 0.5
     """``smart``: the end-of-turn probability that ends a turn at a pause when the words say
     neither complete nor unfinished."""
+    turn_unfinished_below: Fraction = 0.1
+    """``smart``: an end-of-turn probability this low says the speaker goes on: unless the words
+    are a whole request, the pause may last up to ``max_pause_seconds``, as with unfinished
+    words (0: never)."""
+    turn_doubt_below: Fraction = 0.05
+    """``smart``: an end-of-turn probability this low, known before the words, makes even a
+    whole request wait for ``silence_seconds`` (0: never)."""
     max_pause_seconds: Annotated[float, _between(0.1, 10.0)] = 1.5
     """``smart``: how long a pause may last when the words say the sentence is unfinished ("set
-    a timer for …")."""
+    a timer for …"), or the end-of-turn model that the speaker goes on."""
+
+    @model_validator(mode="after")
+    def _thresholds_in_order(self) -> VadConfig:
+        for key in ("turn_unfinished_below", "turn_doubt_below"):
+            if getattr(self, key) > self.turn_threshold:
+                raise ValueError(
+                    f"{key} ({getattr(self, key):g}) must not be above turn_threshold "
+                    f"({self.turn_threshold:g})"
+                )
+        return self
 
 
 class AudioConfig(_Section):

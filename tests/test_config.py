@@ -121,6 +121,15 @@ def test_per_word_settings_fall_back_to_the_section() -> None:
         ("wake: {models: [{threshold: 0.5}]}", "wake.models[0].model: required"),
         ("vad: {silence_seconds: 0}", "vad.silence_seconds: must be between 0.1 and 5"),
         ("vad: {silence_seconds: soon}", "vad.silence_seconds: input should be a valid number"),
+        (
+            "vad: {turn_unfinished_below: 0.6}",
+            "vad: turn_unfinished_below (0.6) must not be above turn_threshold (0.5)",
+        ),
+        (
+            "vad: {turn_threshold: 0.3, turn_doubt_below: 0.4}",
+            "vad: turn_doubt_below (0.4) must not be above turn_threshold (0.3)",
+        ),
+        ("vad: {turn_unfinished_below: -0.1}", "vad.turn_unfinished_below: must be between 0"),
         ("stt: {url: localhost:8080}", "stt.url: must be an http:// or https:// URL"),
         ("stt: {timeout_seconds: 0}", "stt.timeout_seconds: must be greater than 0"),
         ("llm: {history_turns: -1}", "llm.history_turns: input should be greater than or equal"),

@@ -3,6 +3,8 @@ prepared while the speaker pauses — held until the end is confirmed, dropped i
 
 from __future__ import annotations
 
+import pytest
+
 from tests.support.fakes import (
     SILENCE,
     SPEECH,
@@ -93,6 +95,47 @@ async def test_unfinished_words_wait_past_the_hangover_whatever_the_audio_says()
         FakeMicrophone(command),
         transcriber=FakeTranscriber(text="Set a timer for"),
         turn_detector=FakeTurnDetector(0.97),
+    )
+    ends = end_frames(rig)
+    await rig.run()
+    (record,) = rig.recorder.turns
+    assert record.end_reason == "cap"
+    assert ends[0] >= 13 + 19  # max_pause_seconds, 1.5 s = 19 frames of silence
+
+
+# A hesitation longer than the hangover: 12 frames (0.96 s) of silence inside the command.
+HESITATING = frames(
+    (SILENCE, 3), (WAKE, 1), (SPEECH, 10), (SILENCE, 12), (SPEECH, 6), (SILENCE, 30)
+)
+
+
+@pytest.mark.parametrize(
+    ("probability", "speech_heard", "reason"),
+    [
+        (0.02, 16, "cap"),  # the audio is sure the speaker goes on: the hesitation is kept
+        (0.2, 10, "silence"),  # not sure: the hangover ends it at the hesitation
+    ],
+)
+async def test_audio_sure_the_speaker_goes_on_waits_past_the_hangover(
+    probability: float, speech_heard: int, reason: str
+) -> None:
+    rig = Rig(
+        FakeMicrophone(HESITATING),
+        transcriber=FakeTranscriber(text="What is the weather like"),
+        turn_detector=FakeTurnDetector(probability),
+    )
+    await rig.run()
+    (record,) = rig.recorder.turns
+    assert rig.transcriber.received[-1].count(SPEECH) == speech_heard
+    assert record.end_reason == reason
+
+
+async def test_audio_sure_the_speaker_goes_on_waits_up_to_the_cap() -> None:
+    command = frames((SILENCE, 3), (WAKE, 1), (SPEECH, 10), (SILENCE, 30))
+    rig = Rig(
+        FakeMicrophone(command),
+        transcriber=FakeTranscriber(text="What is the weather like"),
+        turn_detector=FakeTurnDetector(0.02),
     )
     ends = end_frames(rig)
     await rig.run()

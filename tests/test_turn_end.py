@@ -9,7 +9,12 @@ from assistant.core.endpointer import Endpoint, Endpointer
 from assistant.core.turn_end import EndReason, TurnPolicy, Words, decide, weigh_words
 
 POLICY = TurnPolicy(
-    pause_seconds=0.24, silence_seconds=0.7, cap_seconds=1.5, complete_above=0.5, doubt_below=0.05
+    pause_seconds=0.24,
+    silence_seconds=0.7,
+    cap_seconds=1.5,
+    complete_above=0.5,
+    unfinished_below=0.1,
+    doubt_below=0.05,
 )
 W = Words
 R = EndReason
@@ -31,6 +36,14 @@ DECISIONS: list[tuple[float, float | None, Words | None, EndReason | None]] = [
     (0.7, 0.98, W.UNFINISHED, None),
     (1.2, 0.98, W.UNFINISHED, None),
     (1.5, 0.98, W.UNFINISHED, R.CAP),
+    # the audio sure the speaker goes on: like unfinished words, up to the cap...
+    (0.72, 0.09, W.NEUTRAL, None),
+    (1.2, 0.02, W.NEUTRAL, None),
+    (1.5, 0.02, W.NEUTRAL, R.CAP),
+    (0.72, 0.05, None, None),  # the words not back yet
+    (0.72, 0.1, W.NEUTRAL, R.SILENCE),  # not below the threshold: the hangover
+    # ...unless the words are a whole request: then only the hangover (see below)
+    (0.72, 0.02, W.COMPLETE, R.SILENCE),
     # the model has not scored the pause yet: complete words wait for it
     (0.24, None, W.COMPLETE, None),
     (0.24, None, W.NEUTRAL, None),

@@ -97,6 +97,8 @@ def turn_policy(config: VadConfig, *, audio_model: bool) -> TurnPolicy:
         silence_seconds=config.silence_seconds,
         cap_seconds=max(config.max_pause_seconds, config.silence_seconds),
         complete_above=config.turn_threshold,
+        unfinished_below=config.turn_unfinished_below,
+        doubt_below=config.turn_doubt_below,
         audio_model=audio_model,
     )
 
