@@ -3,6 +3,9 @@ prepared while the speaker pauses — held until the end is confirmed, dropped i
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
+
 import pytest
 
 from tests.support.fakes import (
@@ -12,6 +15,7 @@ from tests.support.fakes import (
     FakeMicrophone,
     FakeTranscriber,
     FakeTurnDetector,
+    HeldTurnDetector,
     frames,
 )
 from tests.support.rig import AWAKE, COMMAND, WHOLE_TURN, IntentLog, Rig, intents_rig, log
@@ -170,11 +174,43 @@ async def test_speech_resuming_drops_the_prepared_reply_unheard_and_closes_its_s
     assert rig.recorder.states == WHOLE_TURN
 
 
+async def test_a_complete_request_does_not_wait_for_the_audios_verdict() -> None:
+    rig = intents_rig("Turn on the kitchen light.")
+    # The model would veto the words (sure the speaker goes on), but answers only late.
+    detector = rig.turn_detector = HeldTurnDetector(0.01)
+    rig.recorder.on_state["speaking"] = detector.release
+    ends = end_frames(rig)
+    await rig.run()
+    (record,) = rig.recorder.turns
+    assert record.end_reason == "words"
+    assert ends[0] < HANGOVER_END
+    assert len(detector.heard) == 1
+    assert rig.speaker.played == [AWAKE, b"Turned on the kitchen light."]
+
+
+def until(condition: Callable[[], object]) -> Callable[[], Awaitable[None]]:
+    """A wait for ``condition()`` to hold, polled on the loop (the caller bounds it)."""
+
+    async def wait() -> None:
+        # No event to wait on: what is polled is the runtime's own state.
+        while not condition():  # noqa: ASYNC110
+            await asyncio.sleep(0.001)
+
+    return wait
+
+
 async def test_a_local_intent_prepared_at_a_pause_acts_only_once_the_end_is_confirmed() -> None:
     rig = intents_rig("Turn on the kitchen light.")
     rig.mic = FakeMicrophone(PAUSED)
-    # The audio is sure the speaker goes on: complete words wait for the hangover.
+    # The audio is sure the speaker goes on, and says so before the words come: the complete
+    # words wait for the hangover (speech resumes before it)...
     rig.turn_detector = FakeTurnDetector(0.01)
+    rig.transcriber.gate = until(lambda: rig.runtime.listener.pause_audio is not None)
+    # ...and the reply is prepared at each pause before speech resumes, or the hangover ends.
+    rig.mic.waits = {
+        RESUMED_AT: until(lambda: rig.synthesizer.sentences),
+        RESUMED_AT + 6 + 2: until(lambda: len(rig.synthesizer.sentences) == 2),
+    }
     published: list[int] = []
     rig.mic.cues = {RESUMED_AT: lambda: published.append(len(log(rig).intents))}
     await rig.run()

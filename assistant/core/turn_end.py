@@ -61,9 +61,8 @@ class TurnPolicy:
     """Audio probability so low that the speaker is taken to go on: unless the words are
     complete, the pause may last up to ``cap_seconds``, as with unfinished words."""
     doubt_below: float = 0.05
-    """Audio probability so low that even complete words wait for the hangover."""
-    audio_model: bool = True
-    """An end-of-turn model scores each pause: no early end before its probability is known."""
+    """Audio probability so low that even complete words wait for the hangover, when it is known
+    before the words (complete words do not wait for it)."""
 
 
 def decide(
@@ -72,8 +71,9 @@ def decide(
     """The reason to end the turn now, or None to keep listening.
 
     ``audio`` is the end-of-turn probability at this pause, ``words`` the transcript's evidence
-    (each None while not known yet; without an audio model, words alone decide). Silence grows
-    in audio time, one frame at a time.
+    (each None while not known yet, or without an end-of-turn model). Complete words end the
+    turn without waiting for the audio's verdict: only a verdict already known can veto them.
+    Silence grows in audio time, one frame at a time.
     """
     if silence_seconds >= policy.cap_seconds:
         return EndReason.CAP
@@ -86,8 +86,6 @@ def decide(
         return EndReason.SILENCE
     if silence_seconds < policy.pause_seconds or words is None:
         return None
-    if audio is None and policy.audio_model:
-        return None  # the model has not spoken yet
     if words is Words.COMPLETE and (audio is None or audio >= policy.doubt_below):
         return EndReason.WORDS
     if words is Words.NEUTRAL and audio is not None and audio >= policy.complete_above:
