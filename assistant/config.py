@@ -109,7 +109,9 @@ class VadConfig(_Section):
     speculate_seconds: Annotated[float, _between(0.0, 5.0)] = 0.16
     """A pause: after this much silence the command is transcribed already, in case it has ended
     (with ``end_of_turn: smart`` the end is decided and the reply prepared here too); if speech
-    resumes it is all dropped. 0 turns it off."""
+    resumes it is all dropped. 0 turns it off. Not below ``margin_seconds``: the audio sent at a
+    pause is the upload at the end, trailing margin included, so it can only be sent once the
+    margin has been heard."""
     end_of_turn: Literal["smart", "silence"] = "smart"
     """``smart``: at each pause, weigh the end-of-turn model and the words of the early
     transcript, and prepare the reply (held until the end is confirmed); ``silence``: the
@@ -129,6 +131,16 @@ class VadConfig(_Section):
     max_pause_seconds: Annotated[float, _between(0.1, 10.0)] = 1.5
     """``smart``: how long a pause may last when the words say the sentence is unfinished ("set
     a timer for …"), or the end-of-turn model that the speaker goes on."""
+
+    @model_validator(mode="after")
+    def _pause_after_the_margin(self) -> VadConfig:
+        if 0 < self.speculate_seconds < self.margin_seconds:
+            raise ValueError(
+                f"speculate_seconds ({self.speculate_seconds:g}) must not be below "
+                f"margin_seconds ({self.margin_seconds:g}): a pause is only announced once the "
+                "upload's trailing margin has been heard (lower both, or 0 turns pauses off)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _thresholds_in_order(self) -> VadConfig:
