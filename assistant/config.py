@@ -233,6 +233,9 @@ class TtsConfig(_Section):
     """Piper voice: a name looked up in ``<models_dir>/piper`` or a path to an .onnx file."""
     speaker_id: int | None = None
     length_scale: Annotated[float, _between(0.1, 5.0)] | None = None
+    threads: Annotated[int, Field(ge=1, le=64)] | None = None
+    """CPU threads Piper synthesises with; null: 2, or 1 on a single core (two synthesise a
+    sentence about a third faster than one on a 2-core machine; more were not measured)."""
     playback_timeout_seconds: Seconds = 60.0
     """Watchdog: speaking longer than this without progress ends the turn."""
 
