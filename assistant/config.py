@@ -133,23 +133,17 @@ class VadConfig(_Section):
     a timer for …"), or the end-of-turn model that the speaker goes on."""
 
     @model_validator(mode="after")
-    def _pause_after_the_margin(self) -> VadConfig:
+    def _consistent(self) -> VadConfig:
         if 0 < self.speculate_seconds < self.margin_seconds:
             raise ValueError(
                 f"speculate_seconds ({self.speculate_seconds:g}) must not be below "
                 f"margin_seconds ({self.margin_seconds:g}): a pause is only announced once the "
                 "upload's trailing margin has been heard (lower both, or 0 turns pauses off)"
             )
-        return self
-
-    @model_validator(mode="after")
-    def _thresholds_in_order(self) -> VadConfig:
         for key in ("turn_unfinished_below", "turn_doubt_below"):
-            if getattr(self, key) > self.turn_threshold:
-                raise ValueError(
-                    f"{key} ({getattr(self, key):g}) must not be above turn_threshold "
-                    f"({self.turn_threshold:g})"
-                )
+            if (value := getattr(self, key)) > self.turn_threshold:
+                limit = self.turn_threshold
+                raise ValueError(f"{key} ({value:g}) must not be above turn_threshold ({limit:g})")
         return self
 
 
