@@ -117,7 +117,9 @@ class VadConfig(_Section):
     speculate_seconds: Annotated[float, _between(0.0, 5.0)] = 0.16
     """A pause: after this much silence the command is transcribed already, in case it has ended
     (with ``end_of_turn: smart`` the end is decided and the reply prepared here too); if speech
-    resumes it is all dropped. 0 turns it off."""
+    resumes it is all dropped. 0 turns it off. Not below ``margin_seconds``: the audio sent at a
+    pause is the upload at the end, trailing margin included, so it can only be sent once the
+    margin has been heard."""
     end_of_turn: Literal["smart", "silence"] = "smart"
     """``smart``: at each pause, weigh the end-of-turn model and the words of the early
     transcript, and prepare the reply (held until the end is confirmed); ``silence``: the
@@ -127,9 +129,30 @@ class VadConfig(_Section):
     turn_threshold: Fraction = 0.5
     """``smart``: the end-of-turn probability that ends a turn at a pause when the words say
     neither complete nor unfinished."""
+    turn_unfinished_below: Fraction = 0.1
+    """``smart``: an end-of-turn probability this low says the speaker goes on: unless the words
+    are a whole request, the pause may last up to ``max_pause_seconds``, as with unfinished
+    words (0: never)."""
+    turn_doubt_below: Fraction = 0.05
+    """``smart``: an end-of-turn probability this low, known before the words, makes even a
+    whole request wait for ``silence_seconds`` (0: never)."""
     max_pause_seconds: Annotated[float, _between(0.1, 10.0)] = 1.5
     """``smart``: how long a pause may last when the words say the sentence is unfinished ("set
-    a timer for …")."""
+    a timer for …"), or the end-of-turn model that the speaker goes on."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> VadConfig:
+        if 0 < self.speculate_seconds < self.margin_seconds:
+            raise ValueError(
+                f"speculate_seconds ({self.speculate_seconds:g}) must not be below "
+                f"margin_seconds ({self.margin_seconds:g}): a pause is only announced once the "
+                "upload's trailing margin has been heard (lower both, or 0 turns pauses off)"
+            )
+        for key in ("turn_unfinished_below", "turn_doubt_below"):
+            if (value := getattr(self, key)) > self.turn_threshold:
+                limit = self.turn_threshold
+                raise ValueError(f"{key} ({value:g}) must not be above turn_threshold ({limit:g})")
+        return self
 
 
 class AudioConfig(_Section):
@@ -212,6 +235,9 @@ class TtsConfig(_Section):
     """Piper voice: a name looked up in ``<models_dir>/piper`` or a path to an .onnx file."""
     speaker_id: int | None = None
     length_scale: Annotated[float, _between(0.1, 5.0)] | None = None
+    threads: Annotated[int, Field(ge=1, le=64)] | None = None
+    """CPU threads Piper synthesises with; null: 2, or 1 on a single core (two synthesise a
+    sentence about a third faster than one on a 2-core machine; more were not measured)."""
     playback_timeout_seconds: Seconds = 60.0
     """Watchdog: speaking longer than this without progress ends the turn."""
 

@@ -29,6 +29,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Final
 
+from assistant.adapters.piper import default_threads
 from assistant.config import VadConfig
 from assistant.core.audioformat import SAMPLE_RATE_HZ
 from assistant.core.turn_end import weigh_words
@@ -88,11 +89,10 @@ cached), and 10 tokens/s generated is assumed."""
 DEFAULT: Final = Setting("default")
 FAST: Final = {"speculate_seconds": 0.08, "margin_seconds": 0.08}
 SWEEP: Final = (
-    Setting("default: speculate 0.16 s, margin 0.16 s, silence 0.7 s"),
+    Setting("default: speculate 0.16 s, margin 0.16 s, Piper 2 threads"),
     Setting("speculate 0.08 s, margin 0.08 s", FAST),
-    Setting("speculate 0.24 s", {"speculate_seconds": 0.24}),
-    Setting("silence 1.0 s", {"silence_seconds": 1.0}),
-    Setting("speculate 0.08 s, margin 0.08 s, Piper 2 threads", FAST, tts_threads=2),
+    Setting("Piper 1 thread (the default before)", tts_threads=1),
+    Setting("a sure 'goes on' not listened to", {"turn_unfinished_below": 0.0}),
 )
 
 
@@ -340,10 +340,12 @@ def sweep(out: Report, turns: Sequence[Turn]) -> None:
         return
     out.text(
         "Settings swept (GPU back-ends, `smart`; each clip in every setting one after the "
-        "other). The settings are `vad.*` config, except Piper's threads (a constructor "
-        "argument of `PiperSynthesizer`, default all cores but one: 1 here). `speculate_seconds` "
-        "below `margin_seconds` has no effect: a pause is announced only once the upload's "
-        "trailing margin is complete, so 0.08 s needs a 0.08 s margin too:"
+        "other). The settings are `vad.*` config and Piper's threads (`tts.threads`; the "
+        "default is 2 here, it was all cores but one, 1 here). The config refuses "
+        "`speculate_seconds` below `margin_seconds` (a pause is announced only once the "
+        "upload's trailing margin is heard), so a 0.08 s pause needs a 0.08 s margin too. "
+        "`turn_unfinished_below: 0` is the end of turn before it listened to Smart Turn's "
+        "sure 'goes on':"
     )
     out.table(("setting", *DELAY_HEADERS, "requests / turn"), rows)
 
@@ -368,13 +370,21 @@ def targets(out: Report, smart: Sequence[Turn]) -> None:
 
 
 def model_costs(models: Models) -> list[tuple[str, float, float]]:
-    """Smart Turn on 3 s of speech and Piper on the LLM's first sentence: p50 ms back to back,
-    and after 0.5 s idle."""
+    """Smart Turn on 3 s of speech and Piper on the LLM's first sentence (with 1 thread and the
+    default), and on a first clause: p50 ms back to back, and after 0.5 s idle."""
     pcm = recording("jfk")[: 3 * SAMPLE_RATE_HZ].tobytes()
     sentence = REPLY.split(". ")[0] + "."
+    clause = "It should be sunny,"
+    threads = default_threads()
     calls: dict[str, Callable[[], object]] = {
         "Smart Turn, 3 s of speech": lambda: models.turn.probability(pcm),
-        f"Piper (1 thread), {sentence!r}": lambda: models.tts().synthesize(sentence),
+        f"Piper (1 thread), {sentence!r}": lambda: models.tts(1).synthesize(sentence),
+        f"Piper ({threads} threads, the default), {sentence!r}": lambda: models.tts().synthesize(
+            sentence
+        ),
+        f"Piper ({threads} threads), a first clause: {clause!r}": lambda: models.tts().synthesize(
+            clause
+        ),
     }
     return [(name, timed(call, 0.0), timed(call, 0.5)) for name, call in calls.items()]
 

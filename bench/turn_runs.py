@@ -62,7 +62,7 @@ class Setting:
     vad: Mapping[str, Any] = field(default_factory=dict)
     """``vad.*`` config."""
     tts_threads: int | None = None
-    """Piper's threads (``PiperSynthesizer(threads=…)``, not config); None: its default."""
+    """Piper's threads (as ``tts.threads``); None: the default."""
 
 
 @dataclass

@@ -205,6 +205,18 @@ async def test_say_speaks_from_idle_and_reports_when_done() -> None:
     assert rig.chat.requests == []
 
 
+async def test_a_said_text_is_spoken_a_clause_ahead_too() -> None:
+    text = "The washing is done, come and get it. Then, dry it."
+    rig = Rig(FakeMicrophone([]))
+    rig.mic = cued([(SILENCE, 30)], {5: lambda: rig.runtime.request(SayRequested(text, "r1"))})
+    await rig.run()
+    assert rig.synthesizer.sentences == [
+        "The washing is done,",
+        "come and get it.",
+        "Then, dry it.",
+    ]
+
+
 async def test_listen_starts_a_turn_without_the_wake_word() -> None:
     rig = Rig(FakeMicrophone([]))
     listen = {2: lambda: rig.runtime.request(ListenRequested())}
@@ -314,6 +326,25 @@ async def test_a_follow_up_window_with_no_speech_closes_quietly() -> None:
         "no_speech",
     ]
     assert rig.recorder.errors == []
+
+
+async def test_the_first_clause_of_the_reply_is_synthesised_on_its_own() -> None:
+    rig = Rig(FakeMicrophone(COMMAND))
+    rig.chat.pieces = ("It should be sunny,", " and mild.", " Later in the day,", " rain may come.")
+    await rig.run()
+    # only the first sentence is cut: later ones are synthesised while the first plays
+    assert rig.synthesizer.sentences == [
+        "It should be sunny,",
+        "and mild.",
+        "Later in the day, rain may come.",
+    ]
+    assert rig.speaker.played[1:] == [
+        b"It should be sunny,\x00",
+        b"and mild.\x00",
+        b"Later in the day, rain may come.",
+    ]
+    (record,) = rig.recorder.turns
+    assert record.response == "It should be sunny, and mild. Later in the day, rain may come."
 
 
 # -- intents: the fast path, tool calls, actions ----------------------------------------------

@@ -121,6 +121,19 @@ def test_per_word_settings_fall_back_to_the_section() -> None:
         ("wake: {models: [{threshold: 0.5}]}", "wake.models[0].model: required"),
         ("vad: {silence_seconds: 0}", "vad.silence_seconds: must be between 0.1 and 5"),
         ("vad: {silence_seconds: soon}", "vad.silence_seconds: input should be a valid number"),
+        (
+            "vad: {turn_unfinished_below: 0.6}",
+            "vad: turn_unfinished_below (0.6) must not be above turn_threshold (0.5)",
+        ),
+        (
+            "vad: {turn_threshold: 0.3, turn_doubt_below: 0.4}",
+            "vad: turn_doubt_below (0.4) must not be above turn_threshold (0.3)",
+        ),
+        ("vad: {turn_unfinished_below: -0.1}", "vad.turn_unfinished_below: must be between 0"),
+        (
+            "vad: {speculate_seconds: 0.08}",
+            "vad: speculate_seconds (0.08) must not be below margin_seconds (0.16): a pause is",
+        ),
         ("stt: {url: localhost:8080}", "stt.url: must be an http:// or https:// URL"),
         ("stt: {timeout_seconds: 0}", "stt.timeout_seconds: must be greater than 0"),
         ("llm: {history_turns: -1}", "llm.history_turns: input should be greater than or equal"),
@@ -135,6 +148,18 @@ def test_a_bad_value_is_named_by_its_path(tmp_path: Path, text: str, message: st
         load_config(write(tmp_path, text), env={})
     assert message in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "vad",
+    [
+        {"speculate_seconds": 0.08, "margin_seconds": 0.08},
+        {"speculate_seconds": 0.24},
+        {"speculate_seconds": 0, "margin_seconds": 0.3},  # pauses off
+    ],
+)
+def test_a_pause_at_or_after_the_margin_is_accepted(vad: dict[str, float]) -> None:
+    assert Config.model_validate({"vad": vad}).vad.speculate_seconds == vad["speculate_seconds"]
 
 
 def test_a_missing_file_is_a_config_error(tmp_path: Path) -> None:

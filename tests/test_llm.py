@@ -17,7 +17,7 @@ from assistant.config import IntentsConfig, LlmConfig
 from assistant.core.conversation import Conversation, ToolStep, asks_question
 from assistant.core.intents import IntentError, Intents
 from assistant.core.ports import ChatChunk, Message, ToolCall
-from assistant.core.sentences import SentenceSplitter
+from assistant.core.sentences import SentenceSplitter, first_clause
 from assistant.errors import ChatError
 from tests.support.http import CountingTransport
 from tests.support.servers import FakeLlamaServer, FakeReply, FakeToolCall
@@ -467,6 +467,28 @@ def test_sentence_splitter_table(reply: str, sentences: list[str], pieces: str) 
     else:
         deltas = list(reply)
     assert split_all(deltas) == sentences
+
+
+@pytest.mark.parametrize(
+    ("sentence", "pieces"),
+    [
+        ("It should be sunny, and mild today.", ("It should be sunny,", "and mild today.")),
+        ("The kitchen light is on; the hall too.", ("The kitchen light is on;", "the hall too.")),
+        ("Here is the plan: we leave at 10:30.", ("Here is the plan:", "we leave at 10:30.")),
+        ("It should be sunny — and mild.", ("It should be sunny —", "and mild.")),
+        # the first break is too early: the next one
+        ("Sure, the light is on, and the fan too.", ("Sure, the light is on,", "and the fan too.")),
+        # no break long enough, or nothing after it
+        ("Sure, done.", ("Sure, done.",)),
+        ("OK, turning on the kitchen light.", ("OK, turning on the kitchen light.",)),
+        ("It should be sunny and mild.", ("It should be sunny and mild.",)),
+        ("That costs 1,000 euros in all.", ("That costs 1,000 euros in all.",)),
+        ("A well-known well-loved song.", ("A well-known well-loved song.",)),
+        ("It should be sunny, ...", ("It should be sunny, ...",)),
+    ],
+)
+def test_the_first_clause_of_a_sentence(sentence: str, pieces: tuple[str, ...]) -> None:
+    assert first_clause(sentence) == pieces
 
 
 def test_each_sentence_comes_out_as_soon_as_the_next_word_starts() -> None:

@@ -3,6 +3,11 @@ prepared while the speaker pauses — held until the end is confirmed, dropped i
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import pytest
+
 from tests.support.fakes import (
     SILENCE,
     SPEECH,
@@ -10,6 +15,7 @@ from tests.support.fakes import (
     FakeMicrophone,
     FakeTranscriber,
     FakeTurnDetector,
+    HeldTurnDetector,
     frames,
 )
 from tests.support.rig import AWAKE, COMMAND, WHOLE_TURN, IntentLog, Rig, intents_rig, log
@@ -101,6 +107,47 @@ async def test_unfinished_words_wait_past_the_hangover_whatever_the_audio_says()
     assert ends[0] >= 13 + 19  # max_pause_seconds, 1.5 s = 19 frames of silence
 
 
+# A hesitation longer than the hangover: 12 frames (0.96 s) of silence inside the command.
+HESITATING = frames(
+    (SILENCE, 3), (WAKE, 1), (SPEECH, 10), (SILENCE, 12), (SPEECH, 6), (SILENCE, 30)
+)
+
+
+@pytest.mark.parametrize(
+    ("probability", "speech_heard", "reason"),
+    [
+        (0.02, 16, "cap"),  # the audio is sure the speaker goes on: the hesitation is kept
+        (0.2, 10, "silence"),  # not sure: the hangover ends it at the hesitation
+    ],
+)
+async def test_audio_sure_the_speaker_goes_on_waits_past_the_hangover(
+    probability: float, speech_heard: int, reason: str
+) -> None:
+    rig = Rig(
+        FakeMicrophone(HESITATING),
+        transcriber=FakeTranscriber(text="What is the weather like"),
+        turn_detector=FakeTurnDetector(probability),
+    )
+    await rig.run()
+    (record,) = rig.recorder.turns
+    assert rig.transcriber.received[-1].count(SPEECH) == speech_heard
+    assert record.end_reason == reason
+
+
+async def test_audio_sure_the_speaker_goes_on_waits_up_to_the_cap() -> None:
+    command = frames((SILENCE, 3), (WAKE, 1), (SPEECH, 10), (SILENCE, 30))
+    rig = Rig(
+        FakeMicrophone(command),
+        transcriber=FakeTranscriber(text="What is the weather like"),
+        turn_detector=FakeTurnDetector(0.02),
+    )
+    ends = end_frames(rig)
+    await rig.run()
+    (record,) = rig.recorder.turns
+    assert record.end_reason == "cap"
+    assert ends[0] >= 13 + 19  # max_pause_seconds, 1.5 s = 19 frames of silence
+
+
 async def test_speech_resuming_drops_the_prepared_reply_unheard_and_closes_its_stream() -> None:
     rig = Rig(
         FakeMicrophone(PAUSED),
@@ -127,11 +174,43 @@ async def test_speech_resuming_drops_the_prepared_reply_unheard_and_closes_its_s
     assert rig.recorder.states == WHOLE_TURN
 
 
+async def test_a_complete_request_does_not_wait_for_the_audios_verdict() -> None:
+    rig = intents_rig("Turn on the kitchen light.")
+    # The model would veto the words (sure the speaker goes on), but answers only late.
+    detector = rig.turn_detector = HeldTurnDetector(0.01)
+    rig.recorder.on_state["speaking"] = detector.release
+    ends = end_frames(rig)
+    await rig.run()
+    (record,) = rig.recorder.turns
+    assert record.end_reason == "words"
+    assert ends[0] < HANGOVER_END
+    assert len(detector.heard) == 1
+    assert rig.speaker.played == [AWAKE, b"Turned on the kitchen light."]
+
+
+def until(condition: Callable[[], object]) -> Callable[[], Awaitable[None]]:
+    """A wait for ``condition()`` to hold, polled on the loop (the caller bounds it)."""
+
+    async def wait() -> None:
+        # No event to wait on: what is polled is the runtime's own state.
+        while not condition():  # noqa: ASYNC110
+            await asyncio.sleep(0.001)
+
+    return wait
+
+
 async def test_a_local_intent_prepared_at_a_pause_acts_only_once_the_end_is_confirmed() -> None:
     rig = intents_rig("Turn on the kitchen light.")
     rig.mic = FakeMicrophone(PAUSED)
-    # The audio is sure the speaker goes on: complete words wait for the hangover.
+    # The audio is sure the speaker goes on, and says so before the words come: the complete
+    # words wait for the hangover (speech resumes before it)...
     rig.turn_detector = FakeTurnDetector(0.01)
+    rig.transcriber.gate = until(lambda: rig.runtime.listener.pause_audio is not None)
+    # ...and the reply is prepared at each pause before speech resumes, or the hangover ends.
+    rig.mic.waits = {
+        RESUMED_AT: until(lambda: rig.synthesizer.sentences),
+        RESUMED_AT + 6 + 2: until(lambda: len(rig.synthesizer.sentences) == 2),
+    }
     published: list[int] = []
     rig.mic.cues = {RESUMED_AT: lambda: published.append(len(log(rig).intents))}
     await rig.run()

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 
-from assistant.adapters.piper import PiperSynthesizer
+from assistant.adapters.piper import PiperSynthesizer, default_threads
 from assistant.config import TtsConfig
 from assistant.errors import ConfigError, ModelError
 from tests.support.models import require_model
@@ -52,6 +53,27 @@ def test_length_scale_slows_the_voice_down(voice_dir: Path) -> None:
     normal = PiperSynthesizer(TtsConfig(voice="tone_voice"), voice_dir).synthesize(text)
     slow = PiperSynthesizer(TtsConfig(voice="tone_voice", length_scale=2.0), voice_dir)
     assert len(slow.synthesize(text)) > 1.5 * len(normal)
+
+
+@pytest.mark.parametrize(("cores", "threads"), [(None, 1), (1, 1), (2, 2), (8, 2)])
+def test_piper_uses_two_threads_unless_the_machine_has_one_core(
+    monkeypatch: pytest.MonkeyPatch, cores: int | None, threads: int
+) -> None:
+    monkeypatch.setattr(os, "cpu_count", lambda: cores)
+    assert default_threads() == threads
+
+
+@pytest.mark.models
+@pytest.mark.parametrize(
+    ("configured", "given", "threads"), [(None, None, default_threads()), (3, None, 3), (3, 1, 1)]
+)
+def test_the_threads_come_from_tts_threads_unless_given(
+    voice_dir: Path, configured: int | None, given: int | None, threads: int
+) -> None:
+    config = TtsConfig(voice="tone_voice", threads=configured)
+    synthesizer = PiperSynthesizer(config, voice_dir, threads=given)
+    options = synthesizer._voice.session.get_session_options()
+    assert options.intra_op_num_threads == threads
 
 
 @pytest.mark.models

@@ -9,7 +9,12 @@ from assistant.core.endpointer import Endpoint, Endpointer
 from assistant.core.turn_end import EndReason, TurnPolicy, Words, decide, weigh_words
 
 POLICY = TurnPolicy(
-    pause_seconds=0.24, silence_seconds=0.7, cap_seconds=1.5, complete_above=0.5, doubt_below=0.05
+    pause_seconds=0.24,
+    silence_seconds=0.7,
+    cap_seconds=1.5,
+    complete_above=0.5,
+    unfinished_below=0.1,
+    doubt_below=0.05,
 )
 W = Words
 R = EndReason
@@ -31,8 +36,16 @@ DECISIONS: list[tuple[float, float | None, Words | None, EndReason | None]] = [
     (0.7, 0.98, W.UNFINISHED, None),
     (1.2, 0.98, W.UNFINISHED, None),
     (1.5, 0.98, W.UNFINISHED, R.CAP),
-    # the model has not scored the pause yet: complete words wait for it
-    (0.24, None, W.COMPLETE, None),
+    # the audio sure the speaker goes on: like unfinished words, up to the cap...
+    (0.72, 0.09, W.NEUTRAL, None),
+    (1.2, 0.02, W.NEUTRAL, None),
+    (1.5, 0.02, W.NEUTRAL, R.CAP),
+    (0.72, 0.05, None, None),  # the words not back yet
+    (0.72, 0.1, W.NEUTRAL, R.SILENCE),  # not below the threshold: the hangover
+    # ...unless the words are a whole request: then only the hangover (see below)
+    (0.72, 0.02, W.COMPLETE, R.SILENCE),
+    # the model has not scored the pause yet: complete words do not wait for it, neutral ones do
+    (0.24, None, W.COMPLETE, R.WORDS),
     (0.24, None, W.NEUTRAL, None),
     # the transcript is not back yet: only the hangover ends it
     (0.4, 0.99, None, None),
@@ -40,13 +53,6 @@ DECISIONS: list[tuple[float, float | None, Words | None, EndReason | None]] = [
     (0.72, 0.01, W.COMPLETE, R.SILENCE),
     (0.72, 0.2, W.NEUTRAL, R.SILENCE),
 ]
-
-
-def test_without_an_audio_model_complete_words_end_it_alone() -> None:
-    words_only = TurnPolicy(audio_model=False)
-    assert decide(0.24, None, W.COMPLETE, words_only) is R.WORDS
-    assert decide(0.24, None, W.NEUTRAL, words_only) is None
-    assert decide(0.24, None, W.COMPLETE, POLICY) is None
 
 
 @pytest.mark.parametrize(("silence", "audio", "words", "expected"), DECISIONS)
@@ -110,11 +116,24 @@ def test_complete_words_at_the_pause_end_the_command_at_once() -> None:
     endpointer = Endpointer(CONFIG, POLICY)
     events = run(endpointer, COMMAND[:13])
     assert events == [(1, Endpoint.SPEECH_STARTED), (12, Endpoint.SPEECH_PAUSED)]
-    assert endpointer.weigh(words=Words.COMPLETE) is None  # the model has not scored it yet
-    assert endpointer.weigh(audio=0.2) is Endpoint.SPEECH_ENDED
+    # the model has not scored the pause yet: the words do not wait for it
+    assert endpointer.weigh(words=Words.COMPLETE) is Endpoint.SPEECH_ENDED
     assert endpointer.reason is EndReason.WORDS
     assert endpointer.command_frames() == slice(0, 12)  # the whole speech and its margin
     assert endpointer.process(0.9) is None  # over: nothing more
+    assert endpointer.weigh(audio=0.01) is None  # a late verdict changes nothing
+
+
+def test_audio_known_first_can_veto_complete_words() -> None:
+    endpointer = Endpointer(CONFIG, POLICY)
+    run(endpointer, COMMAND[:13])
+    assert endpointer.audio is None
+    assert endpointer.weigh(audio=0.01) is None
+    assert endpointer.audio == 0.01
+    assert endpointer.weigh(words=Words.COMPLETE) is None  # sure the speaker goes on
+    events = run(endpointer, COMMAND[13:])
+    assert events == [(9 - 3 - 1, Endpoint.SPEECH_ENDED)]  # the hangover, not the cap
+    assert endpointer.reason is EndReason.SILENCE
 
 
 def test_confident_audio_with_neutral_words_ends_it_at_the_pause() -> None:

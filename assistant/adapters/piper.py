@@ -20,17 +20,23 @@ _LOGGER = logging.getLogger(__name__)
 WARM_TEXT: Final = "Hello."
 
 
+DEFAULT_THREADS: Final = 2
+"""Two threads synthesise a short sentence about a third faster than one on a 2-core machine
+(118 against 177 ms after a pause, BENCHMARKS.md); more were not measured."""
+
+
 def default_threads() -> int:
-    """All cores but one, which stays free for the event loop and wake-word detection."""
-    return max(1, (os.cpu_count() or 1) - 1)
+    """``DEFAULT_THREADS``, or fewer on a machine with fewer cores."""
+    return max(1, min(DEFAULT_THREADS, os.cpu_count() or 1))
 
 
 class PiperSynthesizer:
     """``Synthesizer`` with a Piper voice: ``<voice>.onnx`` and ``<voice>.onnx.json`` beside it.
 
-    The ONNX session gets ``threads`` intra-op threads (default: all cores but one) that sleep
-    instead of spinning between runs, so speaking does not starve wake-word detection running
-    at the same time (onnxruntime's defaults use every core and spin).
+    The ONNX session gets ``threads`` intra-op threads (default: ``tts.threads``, else
+    ``default_threads()``) that sleep instead of spinning between runs, so speaking does not
+    starve wake-word detection running at the same time (onnxruntime's defaults use every core
+    and spin).
     """
 
     def __init__(self, config: TtsConfig, models_dir: Path, *, threads: int | None = None) -> None:
@@ -48,7 +54,7 @@ class PiperSynthesizer:
 
         try:
             options = onnxruntime.SessionOptions()
-            options.intra_op_num_threads = threads or default_threads()
+            options.intra_op_num_threads = threads or config.threads or default_threads()
             options.inter_op_num_threads = 1
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             session = onnxruntime.InferenceSession(

@@ -91,6 +91,11 @@ class Endpointer:
         return self._start is not None
 
     @property
+    def audio(self) -> float | None:
+        """The end-of-turn probability given for the pause in progress (None: not yet)."""
+        return self._audio
+
+    @property
     def done(self) -> bool:
         """SPEECH_ENDED or NO_SPEECH was returned."""
         return self._done

@@ -11,6 +11,9 @@ same token as the space (``" The"``).
 
 Markdown that must not be read aloud (emphasis, headings, code ticks, list markers, link targets)
 is removed and whitespace collapsed; pieces with no letters or digits are dropped.
+
+``first_clause`` cuts a reply's first sentence at its first clause break (a comma, semicolon,
+colon or dash), so that the clause can be synthesised, and heard, before the rest of it.
 """
 
 from __future__ import annotations
@@ -38,6 +41,10 @@ _UNSPOKEN: Final = re.compile(r"[*#`]+")
 _SPACES: Final = re.compile(r"\s+")
 _SPACE_BEFORE_MARK: Final = re.compile(r"\s+(?=[.,;:!?…])")
 _SPEAKABLE: Final = re.compile(r"[^\W_]")
+_CLAUSE_BREAK: Final = re.compile(r"[,;:](?=\s)|\s[\u2014\u2013-](?=\s)")  # em/en dash, hyphen
+MIN_CLAUSE_CHARS: Final = 12
+"""A clause said on its own is at least this long (about 0.7 s of speech): long enough for the
+rest of the sentence to be synthesised while it plays, and not a lone "Sure," or "Well,"."""
 
 
 class SentenceSplitter:
@@ -112,3 +119,20 @@ def clean(text: str, *, at_line_start: bool = True) -> str:
     text = _UNSPOKEN.sub("", text).replace("_", " ")
     text = _SPACE_BEFORE_MARK.sub("", _SPACES.sub(" ", text)).strip()
     return text if _SPEAKABLE.search(text) else ""
+
+
+def first_clause(sentence: str) -> tuple[str, ...]:
+    """``sentence`` as (its first clause, the rest) when it has a clause break after at least
+    ``MIN_CLAUSE_CHARS`` characters and something to say after it; else ``(sentence,)``.
+
+    The clause keeps its punctuation, so it is spoken with the intonation of a clause that goes
+    on. A comma between digits (``1,000``) is no break: no whitespace follows it.
+    """
+    for found in _CLAUSE_BREAK.finditer(sentence):
+        clause, rest = sentence[: found.end()].strip(), sentence[found.end() :].strip()
+        if len(clause) < MIN_CLAUSE_CHARS:
+            continue
+        if _SPEAKABLE.search(rest):
+            return clause, rest
+        break
+    return (sentence,)

@@ -8,8 +8,9 @@ At a short pause the runtime gathers two kinds of evidence:
   for", "turn on the", "and", "um") is unfinished, whatever the audio says.
 
 ``decide`` turns (silence so far, audio probability, words) into the reason to end now, or None
-to keep listening: complete and not contradicted → now; unfinished → up to ``cap_seconds``;
-otherwise up to ``silence_seconds`` (the fixed hangover, as without evidence).
+to keep listening: complete and not contradicted → now; unfinished words, or the audio sure the
+speaker goes on (and the words not complete) → up to ``cap_seconds``; otherwise up to
+``silence_seconds`` (the fixed hangover, as without evidence).
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ class EndReason(StrEnum):
     SILENCE = "silence"
     """The fixed hangover ran out (``silence_seconds``)."""
     CAP = "cap"
-    """Unfinished words waited as long as allowed (``cap_seconds``)."""
+    """Unfinished words (or audio sure the speaker goes on) waited as long as allowed
+    (``cap_seconds``)."""
     LENGTH = "length"
     """The command reached ``max_command_seconds``."""
 
@@ -55,10 +57,12 @@ class TurnPolicy:
     """Silence that ends the turn even when the words say it is unfinished."""
     complete_above: float = 0.5
     """Audio probability that makes neutral words complete."""
+    unfinished_below: float = 0.1
+    """Audio probability so low that the speaker is taken to go on: unless the words are
+    complete, the pause may last up to ``cap_seconds``, as with unfinished words."""
     doubt_below: float = 0.05
-    """Audio probability so low that even complete words wait for the hangover."""
-    audio_model: bool = True
-    """An end-of-turn model scores each pause: no early end before its probability is known."""
+    """Audio probability so low that even complete words wait for the hangover, when it is known
+    before the words (complete words do not wait for it)."""
 
 
 def decide(
@@ -67,19 +71,21 @@ def decide(
     """The reason to end the turn now, or None to keep listening.
 
     ``audio`` is the end-of-turn probability at this pause, ``words`` the transcript's evidence
-    (each None while not known yet; without an audio model, words alone decide). Silence grows
-    in audio time, one frame at a time.
+    (each None while not known yet, or without an end-of-turn model). Complete words end the
+    turn without waiting for the audio's verdict: only a verdict already known can veto them.
+    Silence grows in audio time, one frame at a time.
     """
     if silence_seconds >= policy.cap_seconds:
         return EndReason.CAP
     if words is Words.UNFINISHED:
         return None
+    goes_on = audio is not None and audio < policy.unfinished_below
+    if goes_on and words is not Words.COMPLETE:
+        return None  # the audio is sure the speaker goes on: wait up to the cap
     if silence_seconds >= policy.silence_seconds:
         return EndReason.SILENCE
     if silence_seconds < policy.pause_seconds or words is None:
         return None
-    if audio is None and policy.audio_model:
-        return None  # the model has not spoken yet
     if words is Words.COMPLETE and (audio is None or audio >= policy.doubt_below):
         return EndReason.WORDS
     if words is Words.NEUTRAL and audio is not None and audio >= policy.complete_above:

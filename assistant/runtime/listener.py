@@ -115,6 +115,12 @@ class Listener:
     def stop(self) -> None:
         self._command = None
 
+    @property
+    def pause_audio(self) -> float | None:
+        """The end-of-turn model's probability for the pause in progress (None: no pause, or
+        not scored yet)."""
+        return self._command.endpointer.audio if self._command is not None else None
+
     def weigh_words(self, turn: int, words: Words) -> None:
         """What the early transcript's words say about the pause in progress."""
         command = self._command

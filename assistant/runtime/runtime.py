@@ -89,14 +89,15 @@ TIMERS_PUBLISH_TICKS: Final = 10
 MAX_RECONNECT_SECONDS: Final = 30.0
 
 
-def turn_policy(config: VadConfig, *, audio_model: bool) -> TurnPolicy:
+def turn_policy(config: VadConfig) -> TurnPolicy:
     """How the end of a turn is decided from evidence (``vad.end_of_turn: smart``)."""
     return TurnPolicy(
         pause_seconds=config.speculate_seconds,
         silence_seconds=config.silence_seconds,
         cap_seconds=max(config.max_pause_seconds, config.silence_seconds),
         complete_above=config.turn_threshold,
-        audio_model=audio_model,
+        unfinished_below=config.turn_unfinished_below,
+        doubt_below=config.turn_doubt_below,
     )
 
 
@@ -134,7 +135,7 @@ class Runtime:
         self._audio_clock = audio_clock
         self._clock = monotonic
         smart = config.vad.end_of_turn == "smart"
-        policy = turn_policy(config.vad, audio_model=turn_detector is not None) if smart else None
+        policy = turn_policy(config.vad) if smart else None
         self.machine = Assistant(
             Timeouts.from_config(config),
             barge_in=config.barge_in,

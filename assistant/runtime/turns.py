@@ -36,7 +36,7 @@ from assistant.core.events import (
 )
 from assistant.core.intents import IntentError, IntentMatch, Intents
 from assistant.core.ports import Chat, Speaker, Synthesizer, ToolCall, Transcriber
-from assistant.core.sentences import SentenceSplitter
+from assistant.core.sentences import SentenceSplitter, first_clause
 from assistant.core.timers import TIMER_INTENTS
 from assistant.core.turn_end import weigh_words
 from assistant.errors import ChatError
@@ -284,8 +284,8 @@ class TurnWork:
 
     async def _say_all(self, watch: Stopwatch, text: str, audio: Audio) -> None:
         splitter = SentenceSplitter()
-        for sentence in [*splitter.feed(text), *splitter.flush()]:
-            await self._say(watch, sentence, audio)
+        for index, sentence in enumerate([*splitter.feed(text), *splitter.flush()]):
+            await self._say(watch, sentence, audio, first=index == 0)
 
     async def _think(
         self,
@@ -303,6 +303,13 @@ class TurnWork:
         the text spoken, and llama.cpp's timings."""
         steps, answer, spoken, timings = into
         splitter = SentenceSplitter()
+        said = 0  # sentences said so far
+
+        async def say(sentence: str) -> None:
+            nonlocal said
+            said += 1
+            await self._say(watch, sentence, audio, first=said == 1)
+
         watch.mark("llm_request")
         for round_ in range(MAX_TOOL_ROUNDS + 1):
             tools = self._tools if round_ < MAX_TOOL_ROUNDS else None
@@ -318,22 +325,25 @@ class TurnWork:
                 answer.append(chunk.text)
                 spoken.append(chunk.text)
                 for sentence in splitter.feed(chunk.text):
-                    await self._say(watch, sentence, audio)
+                    await say(sentence)
             if not calls:
                 break
             results = tuple(self._call(turn, text, call, outlet) for call in calls)
             steps.append(ToolStep(calls, results, text="".join(answer)))
         for sentence in splitter.flush():
-            await self._say(watch, sentence, audio)
+            await say(sentence)
 
     async def speech(self, text: str) -> bytes:
         """``text`` synthesised (on the synthesis thread)."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._tts, self._synthesizer.synthesize, text)
 
-    async def _say(self, watch: Stopwatch, sentence: str, audio: Audio) -> None:
+    async def _say(self, watch: Stopwatch, sentence: str, audio: Audio, *, first: bool) -> None:
+        """Synthesise ``sentence`` into ``audio``; the reply's ``first`` sentence a clause ahead
+        (its first clause on its own, when it has one long enough), so it is heard sooner."""
         watch.mark("first_sentence")
         loop = asyncio.get_running_loop()
-        pcm = await loop.run_in_executor(self._tts, self._synthesizer.synthesize, sentence)
-        watch.mark("first_tts")
-        await audio.put(pcm)
+        for piece in first_clause(sentence) if first else (sentence,):
+            pcm = await loop.run_in_executor(self._tts, self._synthesizer.synthesize, piece)
+            watch.mark("first_tts")
+            await audio.put(pcm)

@@ -4,6 +4,7 @@ a frame starting with b"WAKE" fires the wake word, one starting with b"SPCH" is 
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -117,9 +118,13 @@ class FakeTranscriber:
     received: list[bytes] = field(default_factory=list)
     cancelled: int = 0
     """Requests cancelled while they ran."""
+    gate: Callable[[], Awaitable[object]] | None = None
+    """Awaited before each answer: the transcript comes only once something has happened."""
 
     async def transcribe(self, pcm: bytes) -> str:
         self.received.append(pcm)
+        if self.gate is not None:
+            await asyncio.wait_for(self.gate(), 2)
         if self.delay_seconds:
             try:
                 await asyncio.sleep(self.delay_seconds)
@@ -210,6 +215,25 @@ async def run_with_clients(
     finally:
         await transcriber.aclose()
         await chat.aclose()
+
+
+@dataclass
+class HeldTurnDetector:
+    """An end-of-turn model that answers ``probability`` only once ``release()`` is called
+    (it runs in the listener's worker thread): its verdict comes after everything else."""
+
+    probability_of_end: float
+    heard: list[bytes] = field(default_factory=list)
+    _released: threading.Event = field(default_factory=threading.Event)
+
+    def release(self) -> None:
+        self._released.set()
+
+    def probability(self, pcm: bytes) -> float:
+        self.heard.append(pcm)
+        if not self._released.wait(timeout=5):
+            raise TimeoutError("HeldTurnDetector was never released")
+        return self.probability_of_end
 
 
 @dataclass
