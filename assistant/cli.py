@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from assistant import __version__
-from assistant.config import DEFAULT_CONFIG, Config, load_config
+from assistant.config import Config
+from assistant.config_files import DEFAULT_CONFIG, load_config
 from assistant.errors import AssistantError, ConfigError
 from assistant.paths import config_search_path, default_models_dir, is_checkout, user_config
 

@@ -260,7 +260,7 @@ _WATERFALL: Final = (
     "import assistant.adapters.piper, assistant.adapters.silero, assistant.adapters.openwakeword\n"
     "import assistant.adapters.wavfile, assistant.core.intents\n"
     "step('import assistant.*', t)\n"
-    "from assistant.config import load_config\n"
+    "from assistant.config_files import load_config\n"
     "config = load_config(env={})\n"
     "config = config.model_copy(update={'models_dir': Path(sys.argv[1]),"
     " 'tts': config.tts.model_copy(update={'voice': 'tone_voice'})})\n"

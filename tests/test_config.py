@@ -11,7 +11,8 @@ import yaml
 from pydantic import BaseModel
 
 from assistant import paths
-from assistant.config import DEFAULT_CONFIG, Config, find_model, load_config
+from assistant.config import Config
+from assistant.config_files import DEFAULT_CONFIG, find_model, load_config
 from assistant.errors import ConfigError
 from assistant.paths import config_search_path, user_config
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from assistant.config import load_config
+from assistant.config_files import load_config
 
 REPO = Path(__file__).parent.parent
 DEPLOY = REPO / "deploy"

@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 
 from assistant.adapters.llama import LlamaChat
 from assistant.adapters.whisper import WhisperTranscriber
-from assistant.config import Config, LlmConfig, SttConfig, load_config
+from assistant.config import Config, LlmConfig, SttConfig
+from assistant.config_files import load_config
 from assistant.core.commands import Phase
 from assistant.errors import ChatError, ConfigError, TranscriptionError
 from assistant.runtime.observer import Observer

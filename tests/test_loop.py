@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from assistant.adapters.earcons import earcon_pcm
-from assistant.config import load_config
+from assistant.config_files import load_config
 from assistant.core.commands import Earcon, Phase
 from assistant.runtime.observer import Observer, TurnRecord
 from assistant.service.serve import RunOptions, serve

@@ -23,7 +23,7 @@ from typing import Final
 
 import pytest
 
-from assistant.config import DEFAULT_CONFIG
+from assistant.config_files import DEFAULT_CONFIG
 from assistant.paths import bundled, is_checkout
 from assistant.service.manifest import DEFAULT_MANIFEST
 
@@ -158,7 +158,7 @@ def test_installed_it_reads_its_package_data_and_the_users_folders(
 ) -> None:
     code = (
         "import json, assistant\n"
-        "from assistant.config import DEFAULT_CONFIG, load_config\n"
+        "from assistant.config_files import DEFAULT_CONFIG, load_config\n"
         "from assistant.service.manifest import DEFAULT_MANIFEST, load_manifest\n"
         "config = load_config()\n"
         "print(json.dumps({'package': assistant.__file__, 'config': str(DEFAULT_CONFIG),\n"

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from assistant.config import Config, ServerConfig, load_config
+from assistant.config import Config, ServerConfig
+from assistant.config_files import load_config
 from assistant.errors import ConfigError
 from assistant.service.servers import (
     LLAMA,

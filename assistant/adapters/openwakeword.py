@@ -16,7 +16,8 @@ from typing import Any, Final
 import numpy as np
 
 from assistant.adapters.oww_features import EMBEDDING_SIZE, StreamingFeatures, load_session
-from assistant.config import WakeConfig, find_model
+from assistant.config import WakeConfig
+from assistant.config_files import find_model
 from assistant.core.audioformat import FRAME_BYTES, FRAME_SECONDS
 from assistant.core.ports import Detection
 from assistant.errors import ConfigError, ModelError

@@ -9,7 +9,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-from assistant.config import TtsConfig, find_model
+from assistant.config import TtsConfig
+from assistant.config_files import find_model
 from assistant.errors import ConfigError, ModelError, SynthesisError
 
 if TYPE_CHECKING:

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Final
 
 import numpy as np
 
-from assistant.config import VadConfig, find_model
+from assistant.config import VadConfig
+from assistant.config_files import find_model
 from assistant.core.audioformat import SAMPLE_RATE_HZ, SAMPLE_WIDTH_BYTES
 from assistant.errors import ModelError
 

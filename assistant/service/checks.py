@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Final
 
-from assistant.config import Config, find_model
+from assistant.config import Config
+from assistant.config_files import find_model
 from assistant.errors import AssistantError, ConfigError
 
 SILENT_FRAME: Final = bytes(2560)  # one 80 ms frame of 16 kHz int16 silence

@@ -16,7 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import IO
 
-from assistant.config import load_config
+from assistant.config_files import load_config
 from assistant.errors import ConfigError
 from assistant.service.checks import Check, Status, audio_checks, fail, model_checks, ok
 from assistant.service.probes import HTTP_TIMEOUT_SECONDS, llama_check, mqtt_check, whisper_check

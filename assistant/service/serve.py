@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-from assistant.config import Config, find_model
+from assistant.config import Config
+from assistant.config_files import find_model
 from assistant.core.ports import Microphone, Speaker, TurnDetector
 from assistant.errors import ConfigError
 from assistant.runtime.observer import JsonlEventLog, Observer, TurnRecord
