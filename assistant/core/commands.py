@@ -69,6 +69,14 @@ class SetTimeout:
 
 
 @dataclass(frozen=True, slots=True)
+class SetRingTimeout:
+    """Replace the running timeout with the ring's: ``RingTimedOut(ring)`` after ``seconds``."""
+
+    ring: int
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
 class PlayEarcon:
     turn: int
     earcon: Earcon
@@ -246,6 +254,7 @@ Command = (
     StartTurn
     | EnterState
     | SetTimeout
+    | SetRingTimeout
     | PlayEarcon
     | StartListening
     | Speculate

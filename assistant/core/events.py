@@ -157,6 +157,13 @@ class TimedOut:
     turn: int
 
 
+@dataclass(frozen=True, slots=True)
+class RingTimedOut:
+    """The ring has rung its time. ``ring`` is the ring's own number (a ring is not a turn)."""
+
+    ring: int
+
+
 # -- requests from outside (MQTT, the command line) ----------------------------------------------
 
 
@@ -238,6 +245,7 @@ Event = (
     | ReplyFinished
     | Failed
     | TimedOut
+    | RingTimedOut
     | SayRequested
     | ListenRequested
     | MuteRequested

@@ -36,6 +36,7 @@ from assistant.core.commands import (
     ReportIntent,
     ResetWakeWord,
     Ring,
+    SetRingTimeout,
     SetTimeout,
     Speculate,
     StartDeafTail,
@@ -50,6 +51,7 @@ from assistant.core.events import (
     Event,
     Failed,
     Request,
+    RingTimedOut,
     TimedOut,
     VolumeRequested,
 )
@@ -208,7 +210,7 @@ class Runtime:
             keeping_time.cancel()
             self._ringer.stop()
             self._cancel_task()
-            self._set_timer(None, 0)
+            self._set_timer(None)
             self.listener.close()
             self.work.close()
 
@@ -263,7 +265,9 @@ class Runtime:
                 case EnterState(phase, turn, previous):
                     self._enter(phase, turn, previous)
                 case SetTimeout(turn, seconds):
-                    self._set_timer(seconds, turn)
+                    self._set_timer(seconds, TimedOut(turn))
+                case SetRingTimeout(ring, seconds):
+                    self._set_timer(seconds, RingTimedOut(ring))
                 case PlayEarcon(turn, earcon):
                     self._play_earcon(turn, earcon)
                 case StartListening(turn, no_speech_seconds):
@@ -329,14 +333,14 @@ class Runtime:
         else:
             self._audio_allowed.clear()
 
-    def _set_timer(self, seconds: float | None, turn: int) -> None:
+    def _set_timer(self, seconds: float | None, event: Event | None = None) -> None:
+        """Feed ``event`` after ``seconds`` (a timeout), replacing the one armed before;
+        ``seconds`` None: only clear it."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if seconds is not None:
-            self._timer = asyncio.get_running_loop().call_later(
-                seconds, self._dispatch, TimedOut(turn)
-            )
+        if seconds is not None and event is not None:
+            self._timer = asyncio.get_running_loop().call_later(seconds, self._dispatch, event)
 
     # -- turn work ---------------------------------------------------------------------------
 
