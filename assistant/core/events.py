@@ -35,6 +35,8 @@ class RecognizedIntent:
 class WakeDetected:
     wake_word: str
     score: float
+    level_dbfs: float | None = None
+    """The speech level of the wake word (dBFS over its frames): how near the speaker is."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +84,20 @@ class NoSpeechHeard:
 
 @dataclass(frozen=True, slots=True)
 class EarconFinished:
+    turn: int
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimWon:
+    """This satellite answers the wake word: its claim was the best heard (or it is alone)."""
+
+    turn: int
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimLost:
+    """Another satellite heard the wake word better and answers it."""
+
     turn: int
 
 
@@ -235,6 +251,8 @@ Event = (
     | SpeechEnded
     | NoSpeechHeard
     | EarconFinished
+    | ClaimWon
+    | ClaimLost
     | Transcribed
     | PauseTranscribed
     | IntentRecognized

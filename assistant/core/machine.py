@@ -24,6 +24,7 @@ from transitions import EventData, Machine, State
 from assistant.core.commands import (
     Announce,
     CancelTurn,
+    ClaimWake,
     Command,
     DropSpeculation,
     Earcon,
@@ -88,11 +89,14 @@ class Assistant(Switches, Ringing):
         *,
         barge_in: bool = False,
         prepare_replies: bool = False,
+        arbitration: bool = False,
     ) -> None:
         self.timeouts = timeouts or Timeouts()
         self.barge_in = barge_in
         self.prepare_replies = prepare_replies
         """Start the reply at a pause, held until the end of the command is confirmed."""
+        self.arbitration = arbitration
+        """Claim each wake word from the other satellites; answer only a claim won."""
         Switches.__init__(self)
         Ringing.__init__(self)
         self.turn = 0
@@ -100,6 +104,8 @@ class Assistant(Switches, Ringing):
         self._outcome = Outcome.ANSWERED
         self._follow_up_seconds: float | None = None
         self._say_request: tuple[str | None] | None = None  # (request_id,) of a say turn
+        self._deciding = False  # the wake word is claimed and its decision is awaited
+        self._chiming = False  # the awake earcon has not finished yet
         self._commands: list[Command] = []
         self._machine = Machine(
             model=self,
@@ -152,8 +158,13 @@ class Assistant(Switches, Ringing):
         self._follow_up_seconds = None
         self._say_request = None
         event = data.kwargs["event"]
+        self._deciding = False
         if isinstance(event, WakeDetected):
             self._commands.append(StartTurn(self.turn, event.wake_word, event.score))
+            if self.arbitration:
+                self._deciding = True
+                claim = ClaimWake(self.turn, event.wake_word, event.score, event.level_dbfs)
+                self._commands.append(claim)
         else:
             self._commands.append(StartTurn(self.turn))
 
@@ -181,6 +192,27 @@ class Assistant(Switches, Ringing):
         self._new_turn(data)
         self._follow_up_seconds = event_of(data, ReplyFinished).follow_up_seconds
 
+    # -- the wake word's claim (arbitration): listening waits for the decision and the earcon --
+
+    def _claim_pending(self, data: EventData) -> bool:
+        return self._deciding
+
+    def _earcon_playing(self, data: EventData) -> bool:
+        return self._chiming
+
+    def _earcon_over(self, data: EventData) -> None:
+        self._chiming = False
+
+    def _claim_won(self, data: EventData) -> None:
+        self._deciding = False
+
+    def _claim_lost(self, data: EventData) -> None:
+        self._deciding = False
+        self._outcome = Outcome.LOST
+        self._commands.append(CancelTurn(self.turn))  # the earcon is cut short
+
+    # -- entering and leaving states --------------------------------------------------------
+
     def _entered(self, data: EventData) -> None:
         phase = self.phase
         source = data.transition.source if data.transition is not None else None
@@ -191,6 +223,7 @@ class Assistant(Switches, Ringing):
             return
         self._commands.append(SetTimeout(self.turn, self.timeouts.of(phase)))
         if phase is P.WAKE:
+            self._chiming = True
             self._commands.append(PlayEarcon(self.turn, Earcon.AWAKE))
         elif phase is P.LISTENING:
             self._commands.append(StartListening(self.turn, self._follow_up_seconds))

@@ -56,7 +56,15 @@ TRANSITIONS: Final[list[dict[str, Any]]] = [
     {"trigger": "listen_requested", "source": [*BUSY, P.RINGING], "dest": None},
     {"trigger": "say_requested", "source": [*BUSY, P.RINGING], "dest": None,
      "after": "_refuse_busy"},
-    {"trigger": "earcon_finished", "source": P.WAKE, "dest": P.LISTENING},
+    {"trigger": "earcon_finished", "source": P.WAKE, "dest": P.LISTENING,
+     "unless": "_claim_pending"},
+    # A wake word claimed from the other satellites (arbitration): listening waits for both the
+    # earcon's end and the decision; a lost claim goes back to idle quietly.
+    {"trigger": "earcon_finished", "source": P.WAKE, "dest": None, "before": "_earcon_over"},
+    {"trigger": "claim_won", "source": P.WAKE, "dest": P.LISTENING,
+     "unless": "_earcon_playing", "before": "_claim_won"},
+    {"trigger": "claim_won", "source": P.WAKE, "dest": None, "before": "_claim_won"},
+    {"trigger": "claim_lost", "source": P.WAKE, "dest": P.IDLE, "before": "_claim_lost"},
     {"trigger": "speech_started", "source": P.LISTENING, "dest": None},
     {"trigger": "speech_paused", "source": P.LISTENING, "dest": None, "after": "_speculate"},
     {"trigger": "speech_resumed", "source": P.LISTENING, "dest": None, "after": "_drop_guess"},

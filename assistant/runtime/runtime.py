@@ -24,6 +24,7 @@ from assistant.core.audioformat import FRAME_BYTES, FRAME_SECONDS
 from assistant.core.commands import (
     Announce,
     CancelTurn,
+    ClaimWake,
     Command,
     DropSpeculation,
     Earcon,
@@ -59,6 +60,7 @@ from assistant.core.intents import Intents
 from assistant.core.machine import Assistant
 from assistant.core.ports import (
     Chat,
+    ClaimChannel,
     Microphone,
     Speaker,
     Synthesizer,
@@ -71,6 +73,7 @@ from assistant.core.timeouts import Timeouts
 from assistant.core.timers import TIMER_INTENTS
 from assistant.core.turn_end import TurnPolicy
 from assistant.errors import AssistantError, AudioError
+from assistant.runtime.arbiter import Arbiter
 from assistant.runtime.listener import Listener
 from assistant.runtime.observer import Observer, Stopwatch
 from assistant.runtime.reporter import Reporter
@@ -119,6 +122,7 @@ class Runtime:
         volume_file: Path | None = None,
         audio_clock: bool = False,
         monotonic: Callable[[], float] | None = None,
+        claims: ClaimChannel | None = None,
     ) -> None:
         self._config = config
         self._mic = microphone
@@ -133,8 +137,19 @@ class Runtime:
         smart = config.vad.end_of_turn == "smart"
         policy = turn_policy(config.vad, audio_model=turn_detector is not None) if smart else None
         self.machine = Assistant(
-            Timeouts.from_config(config), barge_in=config.barge_in, prepare_replies=smart
+            Timeouts.from_config(config),
+            barge_in=config.barge_in,
+            prepare_replies=smart,
+            arbitration=claims is not None and config.mqtt.arbitration,
         )
+        self.arbiter = Arbiter(
+            claims,
+            config.mqtt.arbitration_seconds,
+            feed=self._feed,
+            tell=self.reporter.tell,
+            now=self._now,
+        )
+        """Claims wake words from the other satellites; ``arbiter.heard`` takes theirs."""
         self.listener = Listener(
             config.vad,
             wake_word=wake_word,
@@ -211,6 +226,7 @@ class Runtime:
             self._ringer.stop()
             self._cancel_task()
             self._set_timer(None)
+            self.arbiter.close()
             self.listener.close()
             self.work.close()
 
@@ -262,6 +278,8 @@ class Runtime:
                 case StartTurn(turn, wake_word, score):
                     reporter.turn_started(turn, wake_word, score)
                     watch = Stopwatch(reporter.record, self._now)
+                case ClaimWake(turn, wake_word, score, level_dbfs):
+                    self.arbiter.claim(turn, wake_word, score, level_dbfs)
                 case EnterState(phase, turn, previous):
                     self._enter(phase, turn, previous)
                 case SetTimeout(turn, seconds):

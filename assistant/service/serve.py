@@ -144,8 +144,9 @@ async def _serve(
         all_observers.append(event_log)
     transcriber = WhisperTranscriber(config.stt)
     chat = LlamaChat(config.llm)
-    bridge = None
+    bridge = claims = None
     if config.mqtt.enabled:
+        from assistant.mqtt.arbitration import ClaimExchange
         from assistant.mqtt.bridge import MqttBridge
 
         bridge = MqttBridge(
@@ -155,6 +156,14 @@ async def _serve(
             intent_names=intents.names if intents is not None else (),
         )
         all_observers.append(bridge)
+        if config.mqtt.arbitration:
+            claims = ClaimExchange(
+                bridge,
+                loop=asyncio.get_running_loop(),
+                on_claim=lambda claim: runtime.arbiter.heard(claim),
+                max_payload_bytes=config.mqtt.max_payload_bytes,
+            )
+            all_observers.append(claims)
     runtime = Runtime(
         config,
         microphone=microphone,
@@ -174,6 +183,7 @@ async def _serve(
         if options.input is not None
         else default_state_file().with_name("volume.json"),
         audio_clock=options.input is not None,
+        claims=claims,
     )
     words = ", ".join(w.model for w in config.wake.words())
     _LOGGER.info("ready: listening for %s", words)
