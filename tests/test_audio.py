@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import shutil
 import signal
@@ -109,6 +110,21 @@ async def test_wav_microphone_realtime_delivers_each_frame_once_it_is_complete()
 
     assert realtime == pytest.approx([(i + 1) * FRAME_SECONDS for i in range(13)])
     assert fast == [0.0] * 13
+
+
+@virtual_clock
+async def test_wav_microphone_can_start_at_a_given_time_for_several_processes() -> None:
+    path = DATA_DIR / "speechcommands_yes_1000ms.wav"
+    later = WavFileMicrophone(path, realtime=True, start_at=time.time() + 5.0)
+    past = WavFileMicrophone(path, realtime=True, start_at=time.time() - 5.0)
+
+    held = await arrival_times(later)
+    at_once = await arrival_times(past)
+
+    # held until then (wall time), then paced as usual from there
+    assert held[0] == pytest.approx(5.0 + FRAME_SECONDS, abs=0.05)
+    assert [b - a for a, b in itertools.pairwise(held)] == pytest.approx([FRAME_SECONDS] * 12)
+    assert at_once[0] == pytest.approx(FRAME_SECONDS)
 
 
 @virtual_clock

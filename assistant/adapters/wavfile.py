@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import wave
 from collections.abc import AsyncGenerator
 from pathlib import Path
@@ -55,12 +56,14 @@ class WavFileMicrophone:
     (``start + (i + 1) * FRAME_SECONDS`` on the event loop's clock, so no drift accumulates and
     a consumer that fell behind catches up);
     ``realtime=False`` delivers frames as fast as the consumer takes them. Each ``frames()``
-    call reads the file from the start.
+    call reads the file from the start; ``start_at`` (UNIX seconds) holds the first frame until
+    then, so that several processes hear one file together.
     """
 
-    def __init__(self, path: Path, *, realtime: bool) -> None:
+    def __init__(self, path: Path, *, realtime: bool, start_at: float | None = None) -> None:
         self.path = path
         self._realtime = realtime
+        self._start_at = start_at
         with _open_checked(path) as wav:
             self.duration_seconds = wav.getnframes() / SAMPLE_RATE_HZ
 
@@ -72,6 +75,8 @@ class WavFileMicrophone:
         wav = _open_checked(self.path)
         loop = asyncio.get_running_loop()
         try:
+            if self._start_at is not None:
+                await asyncio.sleep(max(0.0, self._start_at - time.time()))
             start = loop.time()
             index = 0
             while True:

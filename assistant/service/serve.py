@@ -70,6 +70,8 @@ class RunOptions:
     """Write what would be played to this WAV instead of the speaker."""
     fast: bool = False
     """Read ``input`` as fast as turns allow, not in real time."""
+    input_start: float | None = None
+    """Start reading ``input`` at this wall-clock time (UNIX seconds), as other processes do."""
     events: Path | None = None
     """Write state and turn events here (JSONL)."""
     listen_once: bool = False
@@ -84,8 +86,8 @@ async def serve(
 ) -> None:
     """Start the managed servers, load the models, open the audio and run until the input ends
     or the task is cancelled; the servers are stopped on every way out."""
-    if options.fast and options.input is None:
-        raise ConfigError("--fast needs --input")
+    if (options.fast or options.input_start is not None) and options.input is None:
+        raise ConfigError("--fast and --input-start need --input")
     servers = [ManagedServer(spec) for spec in server_specs(config)]
     starting = asyncio.gather(*(server.start() for server in servers))
     try:
@@ -128,7 +130,9 @@ async def _serve(
     microphone: Microphone
     speaker: Speaker
     if options.input is not None:
-        microphone = WavFileMicrophone(options.input, realtime=realtime)
+        microphone = WavFileMicrophone(
+            options.input, realtime=realtime, start_at=options.input_start
+        )
     else:
         microphone = SoundDeviceMicrophone(config.audio)
     if options.output is not None:
