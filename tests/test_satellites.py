@@ -1,5 +1,6 @@
-"""Several satellites on a real mosquitto (tests/support/broker.py), each a whole ``Runtime`` with
-its own MQTT bridge, all hearing one wake word at different levels: exactly one answers."""
+"""Several satellites on a real mosquitto (tests/support/broker.py), all hearing one wake word at
+different levels: exactly one answers. Each a whole ``Runtime`` on fakes with its own MQTT bridge,
+and last, two real ``lingling run`` processes on one recording (the short form of bench.rooms)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,10 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +47,8 @@ from tests.support.fakes import (
     FakeWakeWord,
 )
 from tests.support.rig import AWAKE, Recorder
+from tests.support.scenarios import Scenario, noise, recording, write_wav
+from tests.support.servers import FakeLlamaServer, FakeWhisperServer
 
 CLAIMS = claims_topic("lingling")
 SECONDS_PER_FRAME = FRAME_SECONDS / 2  # paced like a microphone, at twice its speed
@@ -256,3 +263,82 @@ async def test_bad_claims_are_logged_and_ignored_and_a_late_claim_changes_nothin
     assert alone.answered
     (decision,) = alone.log.decisions
     assert (decision.won, decision.verdict) == (True, Verdict.ALONE)
+
+
+# -- two real `lingling run` processes ------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+LEAD_SECONDS = 3.0
+"""Room noise before the wake word: both processes get ready within it."""
+
+
+def room_wav(path: Path, scene: Scenario, gain_db: float, seed: int) -> Path:
+    voice = scene.samples.astype(np.float64) * 10 ** (gain_db / 20)
+    heard = voice + noise(scene.samples.size / 16_000, 30.0, seed).astype(np.float64)
+    write_wav(path, np.clip(np.round(heard), -32768, 32767).astype(np.int16))
+    return path
+
+
+@pytest.mark.models
+def test_two_lingling_processes_hearing_one_voice_answer_once_from_the_nearer(
+    tmp_path: Path, models_dir: Path, broker: Broker
+) -> None:
+    scene = Scenario.build(
+        "turn on the kitchen light",
+        wake=recording("wyoming_hey_jarvis"),
+        lead_seconds=LEAD_SECONDS,
+        pause_seconds=0.2,
+        trail_seconds=1.0,
+    )
+    rooms = {"hall": -12.0, "kitchen": 0.0}
+    with FakeWhisperServer() as whisper, FakeLlamaServer("OK.") as llama:
+        start = time.time()  # both files play from now; each process listens once it is ready
+        processes = []
+        for index, (site, gain) in enumerate(rooms.items()):
+            config = tmp_path / f"{site}.yaml"
+            config.write_text(
+                f"models_dir: {models_dir}\n"
+                "tts: {voice: tone_voice}\n"
+                f"stt: {{url: '{whisper.v1_url}'}}\n"
+                f"llm: {{url: '{llama.v1_url}', model: tiny}}\n"
+                f"mqtt: {{host: {broker.host}, port: {broker.port}, site: {site}, "
+                "discovery: false}\n",
+                encoding="utf-8",
+            )
+            wav = room_wav(tmp_path / f"{site}.wav", scene, gain, seed=index)
+            command = [sys.executable, "-m", "assistant", "run", "-c", str(config)]
+            command += ["--input", str(wav), "--output", str(tmp_path / f"{site}-out.wav")]
+            command += [
+                "--input-start",
+                f"{start:.6f}",
+                "--events",
+                str(tmp_path / f"{site}.jsonl"),
+            ]
+            processes.append(
+                subprocess.Popen(
+                    command,
+                    cwd=ROOT,
+                    env={**os.environ, "PYTHONPATH": str(ROOT), "LINGLING_MODELS": ""},
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+            )
+        try:
+            errors = [process.communicate(timeout=60)[1] for process in processes]
+        finally:
+            for process in processes:
+                if process.poll() is None:
+                    process.kill()
+    assert [p.returncode for p in processes] == [0, 0], errors
+    ended: dict[str, list[str]] = {}
+    for site in rooms:
+        events = [
+            json.loads(line) for line in (tmp_path / f"{site}.jsonl").read_text().splitlines()
+        ]
+        ended[site] = [e["outcome"] for e in events if e["event"] == "turn"]
+        (decision,) = [e for e in events if e["event"] == "arbitration"]
+        assert decision["winner"] == "kitchen", (site, decision, errors)
+        assert len(decision["rivals"]) == 1  # each weighed the other's claim
+    assert ended == {"hall": ["lost"], "kitchen": ["answered"]}
+    assert "arbitration: lost wake" in errors[0]  # in the log too
