@@ -35,7 +35,15 @@ import numpy as np
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from bench.common import Report, have_models, models_dir, p50, parser, quiet_logs
+from bench.common import (
+    Report,
+    have_models,
+    machine_line,
+    models_dir,
+    p50,
+    parser,
+    quiet_logs,
+)
 from bench.process import LinglingProcess
 from tests.support.broker import Broker
 from tests.support.scenarios import Audio, Scenario, noise, recording, write_wav
@@ -322,6 +330,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = args.parse_args(argv)
     quiet_logs()
     report = Report("rooms", "Two rooms, one voice: arbitration between two `lingling run`")
+    report.text(machine_line())
     root = models_dir()
     missing = [tool for tool in ("mosquitto", "espeak-ng", "sox") if shutil.which(tool) is None]
     if shutil.which("mosquitto", path="/usr/sbin:/usr/local/sbin"):

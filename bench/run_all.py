@@ -36,6 +36,8 @@ BENCHMARKS: Final = {
     "soak_idle": ("bench.soak", ["--idle-seconds", "60"], ["--idle-seconds", "20"]),
     # its full run takes ≈ 10 min on its own: `python -m bench.end_of_turn` (see BENCHMARKS.md)
     "end_of_turn": ("bench.end_of_turn", ["--quick"], ["--quick"]),
+    "rooms": ("bench.rooms", [], ["--quick"]),
+    "inference_box": ("bench.inference_box", [], ["--quick"]),
 }
 
 
