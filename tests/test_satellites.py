@@ -74,6 +74,8 @@ def heard_at(gain_db: float) -> list[bytes]:
 @dataclass
 class SatelliteLog(Recorder):
     decisions: list[Decision] = field(default_factory=list)
+    heard: list[WakeClaim] = field(default_factory=list)
+    """Claims that reached the runtime from the broker."""
 
     def claim_decided(self, turn: int, claim: WakeClaim, decision: Decision) -> None:
         self.decisions.append(decision)
@@ -104,10 +106,15 @@ def satellite(
     config = Config.model_validate({"mqtt": {**settings, **mqtt_settings}})
     log = SatelliteLog()
     bridge = MqttBridge(config.mqtt, on_request=lambda request: None, loop=loop)
+
+    def heard(claim: WakeClaim) -> None:
+        log.heard.append(claim)
+        runtime.arbiter.heard(claim)
+
     claims = ClaimExchange(
         bridge,
         loop=loop,
-        on_claim=lambda claim: runtime.arbiter.heard(claim),
+        on_claim=heard,
         max_payload_bytes=config.mqtt.max_payload_bytes,
     )
     speaker = FakeSpeaker()
@@ -226,13 +233,13 @@ async def test_arbitration_off_answers_every_wake_word(broker: Broker) -> None:
     assert all(s.log.decisions == [] for s in satellites)
 
 
-async def publish(broker: Broker, topic: str, *payloads: bytes) -> None:
+async def publish(broker: Broker, topic: str, *payloads: bytes, retain: bool = False) -> None:
     client = mqtt.Client(CallbackAPIVersion.VERSION2)
     client.connect(broker.host, broker.port)
     client.loop_start()
     try:
         for payload in payloads:
-            info = client.publish(topic, payload, qos=1)
+            info = client.publish(topic, payload, qos=1, retain=retain)
             await eventually(info.is_published, 3.0, f"published on {topic}")
     finally:
         client.disconnect()
@@ -247,6 +254,7 @@ async def test_bad_claims_are_logged_and_ignored_and_a_late_claim_changes_nothin
 ) -> None:
     loud = {"site": "hall", "wake_id": "h1", "wake_word": "hey_jarvis", "score": 1.0}
     late = json.dumps({**loud, "level_dbfs": 0.0}).encode()  # louder than anything
+    await publish(broker, CLAIMS, late, retain=True)  # an old claim, replayed on subscribing
 
     async def decided_then_a_rival_claims() -> None:
         await eventually(lambda: alone.log.decisions, 3.0, "decided")
@@ -263,6 +271,9 @@ async def test_bad_claims_are_logged_and_ignored_and_a_late_claim_changes_nothin
     assert alone.answered
     (decision,) = alone.log.decisions
     assert (decision.won, decision.verdict) == (True, Verdict.ALONE)
+    # the retained one was never heard; the live one was, after the decision
+    await eventually(lambda: [c.site for c in alone.log.heard] == ["kitchen", "hall"], 3.0)
+    await publish(broker, CLAIMS, b"", retain=True)  # the broker forgets the retained claim
 
 
 # -- two real `lingling run` processes ------------------------------------------------------------

@@ -123,7 +123,8 @@ class MqttBridge(Observer):
 
     def route(self, topic: str, handler: Callable[[bytes], None]) -> None:
         """Before ``start``: subscribe to ``topic`` too, and hand each payload that comes on it to
-        ``handler`` (on paho's thread: it must only hand work to the loop)."""
+        ``handler`` (on paho's thread: it must only hand work to the loop); retained messages
+        (old ones, replayed on subscribing) are dropped."""
         self._routes[topic] = handler
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -239,7 +240,8 @@ class MqttBridge(Observer):
                 self._call_soon(self._schedule_rediscovery)
             return
         if (route := self._routes.get(topic)) is not None:
-            route(payload)
+            if not retained:  # a route takes live messages only
+                route(payload)
             return
         try:
             request = parse(
