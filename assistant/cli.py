@@ -87,6 +87,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--input", type=Path, help="read this 16 kHz mono WAV instead of the mic")
     run.add_argument("--output", type=Path, help="write what would be played to this WAV")
     run.add_argument("--fast", action="store_true", help="read --input as fast as possible")
+    run.add_argument(
+        "--input-start",
+        type=float,
+        metavar="EPOCH",
+        help="start reading --input at this time (UNIX seconds): processes hear it together",
+    )
     run.add_argument("--events", type=Path, help="write state and turn events here (JSONL)")
     listen = commands.add_parser("listen", help="run one turn without the wake word")
     listen.add_argument("-c", "--config", type=Path, help=CONFIG_HELP)
@@ -206,6 +212,7 @@ async def _run(config: Config, args: argparse.Namespace) -> int:
         input=getattr(args, "input", None),
         output=getattr(args, "output", None),
         fast=getattr(args, "fast", False),
+        input_start=getattr(args, "input_start", None),
         events=getattr(args, "events", None),
         listen_once=args.command == "listen",
     )

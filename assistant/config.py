@@ -259,6 +259,13 @@ class MqttConfig(_Section):
     reconnect_max_seconds: Annotated[float, _between(1.0, 600.0)] = 30.0
     max_payload_bytes: Annotated[int, Field(ge=16, le=1_000_000)] = 65_536
     """Command payloads larger than this are logged and ignored."""
+    arbitration: bool = True
+    """Several satellites, one answer: each claims a wake word it hears on
+    ``<topic_prefix>/_arbitration/claims``, and only the one that heard it best answers (false:
+    this satellite answers every wake word it hears)."""
+    arbitration_seconds: Annotated[float, _between(0.02, 1.0)] = 0.15
+    """How long a claim waits for the other satellites' (shorter than the awake earcon, 0.16 s,
+    so that it adds no delay)."""
 
 
 class IntentsConfig(_Section):

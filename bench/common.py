@@ -212,6 +212,13 @@ def server_binary(env: str, name: str) -> Path | None:
     return None
 
 
+def machine_line() -> str:
+    """The machine and its load now, for a report run on its own (``python -m bench --only``
+    leaves the machine block as it was)."""
+    load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    return f"Machine: {cpu_model()}, {os.cpu_count()} cores; load average at start {load}."
+
+
 def quiet_logs(level: int = logging.WARNING) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger().setLevel(level)

@@ -93,7 +93,7 @@ class LinglingProcess:
     ``wav`` / ``out``, the sound devices.
 
     ``prefix`` runs it under another program (py-spy): then the Python process is that
-    program's child, found through /proc.
+    program's child, found through /proc. ``args`` are more arguments for ``run``.
     """
 
     def __init__(
@@ -105,6 +105,7 @@ class LinglingProcess:
         prefix: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
         python_flags: Sequence[str] = (),
+        args: Sequence[str] = (),
     ) -> None:
         self.command = [*prefix, sys.executable, *python_flags, "-m", "assistant", "run"]
         self.command += ["-c", str(config)]
@@ -112,6 +113,7 @@ class LinglingProcess:
             self.command += ["--input", str(wav)]
         if out is not None:
             self.command += ["--output", str(out)]
+        self.command += args
         self._prefixed = bool(prefix)
         self._env = dict(env or {})
         self.lines: list[str] = []
@@ -206,6 +208,11 @@ class LinglingProcess:
             rss_mb_first=rss[0],
             rss_mb_last=rss[-1],
         )
+
+    def wait(self, timeout_seconds: float) -> int:
+        """Wait for it to end by itself (a file for a microphone); its exit code."""
+        assert self._process is not None
+        return self._process.wait(timeout_seconds)
 
     def stop(self) -> None:
         """SIGTERM to the Python process (it stops cleanly), then wait; kill if it hangs."""

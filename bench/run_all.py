@@ -37,6 +37,8 @@ BENCHMARKS: Final = {
     # its full run takes ≈ 10 min on its own: `python -m bench.end_of_turn` (see BENCHMARKS.md)
     "end_of_turn": ("bench.end_of_turn", ["--quick"], ["--quick"]),
     "stop_word": ("bench.stop_word", [], ["--quick"]),
+    "rooms": ("bench.rooms", [], ["--quick"]),
+    "inference_box": ("bench.inference_box", [], ["--quick"]),
 }
 
 

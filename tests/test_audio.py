@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import shutil
 import signal
@@ -109,6 +110,25 @@ async def test_wav_microphone_realtime_delivers_each_frame_once_it_is_complete()
 
     assert realtime == pytest.approx([(i + 1) * FRAME_SECONDS for i in range(13)])
     assert fast == [0.0] * 13
+
+
+@virtual_clock
+async def test_wav_microphone_plays_from_a_given_time_for_several_processes() -> None:
+    path = DATA_DIR / "speechcommands_yes_1000ms.wav"
+    pcm = read_wav(path)[2]
+    early = WavFileMicrophone(path, realtime=True, start_at=time.time() + 5.0)
+    late = WavFileMicrophone(path, realtime=True, start_at=time.time() - 0.5)
+
+    held = await arrival_times(early)
+    caught_up = await asyncio.wait_for(collect(late.frames()), 1)
+
+    # held until then (wall time), then paced as usual from there
+    assert held[0] == pytest.approx(5.0 + FRAME_SECONDS, abs=0.05)
+    assert [b - a for a, b in itertools.pairwise(held)] == pytest.approx([FRAME_SECONDS] * 12)
+    # half a second late: the first half second was played before it listened
+    skipped = pcm.find(b"".join(caught_up)[:3200])
+    assert 16_000 <= skipped <= 16_000 + 320  # 0.5 s of samples (and the few ms it took to start)
+    assert len(caught_up) == 7  # the 0.5 s left: 6.25 frames
 
 
 @virtual_clock

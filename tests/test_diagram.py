@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from assistant.core.commands import Phase
-from assistant.core.machine import ALL, BUSY, SWITCHES, TRANSITIONS
+from assistant.core.table import ALL, BUSY, SWITCHES, TRANSITIONS
 from assistant.service.diagram import DiagramError, dot, graph, mermaid, render
 
 README = Path(__file__).parent.parent / "README.md"

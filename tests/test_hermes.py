@@ -107,6 +107,7 @@ def test_sessions() -> None:
     [
         (Outcome.ANSWERED, None, "nominal"),
         (Outcome.ANNOUNCED, None, "nominal"),
+        (Outcome.LOST, None, "nominal"),  # another satellite answered the wake word
         (Outcome.CANCELLED, None, "abortedByUser"),
         (Outcome.NOTHING_HEARD, None, "intentNotRecognized"),
         (Outcome.NO_SPEECH, None, "timeout"),

@@ -26,6 +26,7 @@ from assistant.core.commands import (
     ReportTranscript,
     ResetWakeWord,
     Ring,
+    SetRingTimeout,
     SetTimeout,
     Speculate,
     StartDeafTail,
@@ -47,6 +48,7 @@ from assistant.core.events import (
     NoSpeechHeard,
     RecognizedIntent,
     ReplyFinished,
+    RingTimedOut,
     SayRequested,
     SentencePlayed,
     SpeakingStarted,
@@ -528,7 +530,7 @@ def test_a_finished_timer_rings_from_idle_until_stopped() -> None:
     commands = machine.handle(TimerFinished("pasta"))
     assert commands[:3] == [
         EnterState(P.RINGING, 0),
-        SetTimeout(0, TIMEOUTS.ringing_seconds),
+        SetRingTimeout(1, TIMEOUTS.ringing_seconds),  # the ring's own number, not a turn's
         Ring(("pasta",)),
     ]
     assert machine.wake_word_listens
@@ -543,10 +545,25 @@ def test_a_finished_timer_rings_from_idle_until_stopped() -> None:
 def test_a_ring_stops_by_itself_after_its_time_quietly() -> None:
     machine = Assistant(TIMEOUTS)
     machine.handle(TimerFinished(None))
-    commands = machine.handle(TimedOut(0))
+    assert machine.handle(TimedOut(0)) == []  # the last turn's timeout is not the ring's
+    assert phase_of(machine) is P.RINGING
+    commands = machine.handle(RingTimedOut(1))
     assert commands[0] == StopRing()
-    assert machine.phase is P.IDLE
+    assert phase_of(machine) is P.IDLE
     assert not [c for c in commands if isinstance(c, ReportError | PlayEarcon)]
+
+
+def test_a_ring_s_timeout_ends_that_ring_only() -> None:
+    machine, _ = run([*to_listening(), NoSpeechHeard(1), TimerFinished("tea")])
+    assert machine.ring == 1
+    machine.handle(StopRequested())
+    commands = machine.handle(TimerFinished("eggs"))
+    assert SetRingTimeout(2, TIMEOUTS.ringing_seconds) in commands
+    assert machine.handle(RingTimedOut(1)) == []  # the first ring's, late: ignored
+    assert machine.handle(TimedOut(1)) == []  # the last turn's: ignored too
+    assert phase_of(machine) is P.RINGING
+    machine.handle(RingTimedOut(2))
+    assert phase_of(machine) is P.IDLE
 
 
 def test_a_timer_that_finishes_during_a_turn_rings_when_the_turn_is_over() -> None:

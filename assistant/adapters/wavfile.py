@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import wave
 from collections.abc import AsyncGenerator
 from pathlib import Path
@@ -55,12 +56,15 @@ class WavFileMicrophone:
     (``start + (i + 1) * FRAME_SECONDS`` on the event loop's clock, so no drift accumulates and
     a consumer that fell behind catches up);
     ``realtime=False`` delivers frames as fast as the consumer takes them. Each ``frames()``
-    call reads the file from the start.
+    call reads the file from the start. With ``start_at`` (UNIX seconds) the file plays from
+    then, as a sound in the room would: reading waits for it, or, when late, begins where the
+    file has got to. Several processes given one ``start_at`` hear their files together.
     """
 
-    def __init__(self, path: Path, *, realtime: bool) -> None:
+    def __init__(self, path: Path, *, realtime: bool, start_at: float | None = None) -> None:
         self.path = path
         self._realtime = realtime
+        self._start_at = start_at
         with _open_checked(path) as wav:
             self.duration_seconds = wav.getnframes() / SAMPLE_RATE_HZ
 
@@ -72,6 +76,12 @@ class WavFileMicrophone:
         wav = _open_checked(self.path)
         loop = asyncio.get_running_loop()
         try:
+            if self._start_at is not None:  # the file plays from then, heard or not
+                late_seconds = time.time() - self._start_at
+                if late_seconds < 0:
+                    await asyncio.sleep(-late_seconds)
+                else:  # like a microphone opened late: what was played before is not heard
+                    wav.setpos(min(wav.getnframes(), round(late_seconds * SAMPLE_RATE_HZ)))
             start = loop.time()
             index = 0
             while True:

@@ -16,6 +16,7 @@ class Phase(StrEnum):
 
     IDLE = "idle"
     WAKE = "wake"
+    """The awake earcon plays (and a claim to the wake word is decided, with arbitration)."""
     LISTENING = "listening"
     TRANSCRIBING = "transcribing"
     THINKING = "thinking"
@@ -39,6 +40,7 @@ class Outcome(StrEnum):
     NOTHING_HEARD = "nothing_heard"  # the transcript was empty
     FAILED = "failed"
     CANCELLED = "cancelled"
+    LOST = "lost"  # another satellite heard the wake word better and answers it
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +50,17 @@ class StartTurn:
     turn: int
     wake_word: str | None = None
     score: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimWake:
+    """Claim the wake word from the other satellites, and after the window feed back
+    ``ClaimWon`` or ``ClaimLost`` (at once ``ClaimWon`` when none can be asked)."""
+
+    turn: int
+    wake_word: str
+    score: float
+    level_dbfs: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +79,14 @@ class SetTimeout:
 
     turn: int
     seconds: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class SetRingTimeout:
+    """Replace the running timeout with the ring's: ``RingTimedOut(ring)`` after ``seconds``."""
+
+    ring: int
+    seconds: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,8 +272,10 @@ Report = (
 
 Command = (
     StartTurn
+    | ClaimWake
     | EnterState
     | SetTimeout
+    | SetRingTimeout
     | PlayEarcon
     | StartListening
     | Speculate

@@ -35,6 +35,8 @@ class RecognizedIntent:
 class WakeDetected:
     wake_word: str
     score: float
+    level_dbfs: float | None = None
+    """The speech level of the wake word (dBFS over its frames): how near the speaker is."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +84,20 @@ class NoSpeechHeard:
 
 @dataclass(frozen=True, slots=True)
 class EarconFinished:
+    turn: int
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimWon:
+    """This satellite answers the wake word: its claim was the best heard (or it is alone)."""
+
+    turn: int
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimLost:
+    """Another satellite heard the wake word better and answers it."""
+
     turn: int
 
 
@@ -155,6 +171,13 @@ class Failed:
 @dataclass(frozen=True, slots=True)
 class TimedOut:
     turn: int
+
+
+@dataclass(frozen=True, slots=True)
+class RingTimedOut:
+    """The ring has rung its time. ``ring`` is the ring's own number (a ring is not a turn)."""
+
+    ring: int
 
 
 # -- requests from outside (MQTT, the command line) ----------------------------------------------
@@ -250,6 +273,8 @@ Event = (
     | SpeechEnded
     | NoSpeechHeard
     | EarconFinished
+    | ClaimWon
+    | ClaimLost
     | Transcribed
     | PauseTranscribed
     | IntentRecognized
@@ -260,6 +285,7 @@ Event = (
     | ReplyFinished
     | Failed
     | TimedOut
+    | RingTimedOut
     | SayRequested
     | ListenRequested
     | MuteRequested

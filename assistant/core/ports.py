@@ -6,6 +6,8 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from assistant.core.arbitration import WakeClaim
+
 
 @dataclass(frozen=True, slots=True)
 class Detection:
@@ -106,4 +108,22 @@ class TurnDetector(Protocol):
     def probability(self, pcm: bytes) -> float:
         """How likely the turn is complete (0..1), from its audio so far: 16 kHz mono int16 PCM
         (blocking CPU work: run it off the loop)."""
+        ...
+
+
+class ClaimChannel(Protocol):
+    """Where this satellite's wake word claims go to the others (the MQTT bridge)."""
+
+    @property
+    def site(self) -> str:
+        """This satellite's name: the claims' ``site``."""
+        ...
+
+    @property
+    def connected(self) -> bool:
+        """Whether claims can be exchanged now (the broker is there)."""
+        ...
+
+    def publish_claim(self, claim: WakeClaim) -> None:
+        """Send ``claim`` to every satellite; never blocks, never raises."""
         ...

@@ -13,16 +13,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Final
 
 from transitions import EventData
 
 from assistant.core.audioformat import FRAME_SECONDS
 from assistant.core.commands import Command, Phase, TranscribeBurst
 from assistant.core.events import BurstHeard, BurstTranscribed
+from assistant.core.table import INTERRUPTIBLE
 
-INTERRUPTIBLE: Final = [Phase.THINKING, Phase.SPEAKING]
-"""Where (with barge-in) the wake word and the stop word end what Lingling is doing."""
 STOP_WORDS: Final = ("stop", "cancel", "enough", "quiet")
 """The default stop words (``stop_words`` in the config)."""
 
@@ -104,22 +103,9 @@ class Bursts:
 
 # -- in the machine ------------------------------------------------------------------------------
 
-STOP_WORD_TRANSITIONS: Final[list[dict[str, Any]]] = [
-    {"trigger": "burst_heard", "source": [Phase.RINGING, *INTERRUPTIBLE], "dest": None,
-     "conditions": "_stop_word_listens", "after": "_transcribe_burst"},
-    {"trigger": "burst_heard", "source": list(Phase), "dest": None},
-    {"trigger": "burst_transcribed", "source": Phase.RINGING, "dest": Phase.IDLE,
-     "conditions": "_said_stop"},
-    {"trigger": "burst_transcribed", "source": INTERRUPTIBLE, "dest": Phase.IDLE,
-     "conditions": ["_said_stop", "_stop_word_listens"], "before": "_cancel"},
-    {"trigger": "burst_transcribed", "source": list(Phase), "dest": None},
-]  # fmt: skip
-"""The stop word's part of the machine: a burst heard where it may stop something is
-transcribed; its words stop the ring, or (with barge-in) the reply."""
-
 
 class StopWordListening:
-    """The machine's stop word (a mixin of ``Assistant``)."""
+    """The machine's stop word (a part of ``Assistant``; its transitions are in the table)."""
 
     phase: Phase
     barge_in: bool

@@ -95,6 +95,7 @@ class MqttBridge(Observer):
         self._rediscovery: asyncio.TimerHandle | None = None
         self._dialogue = hermes.Dialogue(self.site)  # guarded by the lock too
         self._transcribing_since: float | None = None
+        self._routes: dict[str, Callable[[bytes], None]] = {}  # more topics: see route()
 
         client = (client_factory or make_client)(f"lingling-{self.site}")
         client.will_set(self.topics.availability, OFFLINE, qos=1, retain=True)
@@ -122,6 +123,12 @@ class MqttBridge(Observer):
     @property
     def connected(self) -> bool:
         return self._connected
+
+    def route(self, topic: str, handler: Callable[[bytes], None]) -> None:
+        """Before ``start``: subscribe to ``topic`` too, and hand each payload that comes on it to
+        ``handler`` (on paho's thread: it must only hand work to the loop); retained messages
+        (old ones, replayed on subscribing) are dropped."""
+        self._routes[topic] = handler
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -193,6 +200,7 @@ class MqttBridge(Observer):
                 topics.append(self.topics.ha_status)
             if self._config.hermes:
                 topics.extend(HERMES_COMMANDS)
+            topics.extend(self._routes)
             client.subscribe([(topic, 1) for topic in topics])
             self._publish_now(self.topics.availability, ONLINE, qos=1, retain=True)
             self._publish_discovery()
@@ -233,6 +241,10 @@ class MqttBridge(Observer):
         if topic == self.topics.ha_status:
             if payload.strip().lower() == ONLINE.encode() and self._config.discovery:
                 self._call_soon(self._schedule_rediscovery)
+            return
+        if (route := self._routes.get(topic)) is not None:
+            if not retained:  # a route takes live messages only
+                route(payload)
             return
         try:
             request = parse(

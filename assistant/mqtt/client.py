@@ -7,9 +7,11 @@ log in and speak TLS the same way.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 import threading
 from collections.abc import Callable
-from typing import Final
+from typing import Any, Final
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -37,7 +39,15 @@ def make_client(client_id: str) -> mqtt.Client:
     # state could be lost while an older one is delivered; a turn queues only a few small messages.
     client.max_queued_messages_set(0)
     client.suppress_exceptions = True  # a bug in a callback must not end paho's thread
+    client.on_socket_open = _send_at_once
     return client
+
+
+def _send_at_once(client: mqtt.Client, userdata: Any, sock: Any) -> None:
+    """Turn Nagle's algorithm off: with it, a wake word's claim published just after another
+    message waits for that one's ACK (a delayed ACK: up to 40 ms) before it leaves."""
+    with contextlib.suppress(OSError, AttributeError):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def secure(client: mqtt.Client, config: MqttConfig, password: str | None) -> None:

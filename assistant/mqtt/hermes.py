@@ -107,7 +107,7 @@ def intent_not_recognized(site: str, session_id: str, text: str) -> Message:
 
 def termination_reason(outcome: Outcome | None, error: str | None = None) -> str:
     """Hermes' ``termination.reason`` for how a turn ended (``TurnRecord.outcome``/``error``)."""
-    if outcome in (Outcome.ANSWERED, Outcome.ANNOUNCED):
+    if outcome in (Outcome.ANSWERED, Outcome.ANNOUNCED, Outcome.LOST):  # lost: answered elsewhere
         return NOMINAL
     if outcome is Outcome.CANCELLED:
         return ABORTED_BY_USER

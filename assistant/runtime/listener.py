@@ -38,6 +38,7 @@ from assistant.core.events import (
 from assistant.core.ports import TurnDetector, Vad, WakeWord
 from assistant.core.stop_word import BurstPolicy, Bursts
 from assistant.core.turn_end import TurnPolicy, Words
+from assistant.runtime.arbiter import WAKE_LEVEL_FRAMES, wake_level_dbfs
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -162,7 +163,9 @@ class Listener:
             detection = await loop.run_in_executor(self._onnx, self._wake_word.process, frame)
             if detection is not None and self._wake_word_listens():
                 self._wake_frame = index
-                self._emit(WakeDetected(detection.wake_word, detection.score))
+                heard = [f for i, f in self._preroll if i > index - WAKE_LEVEL_FRAMES]
+                level = wake_level_dbfs(heard)
+                self._emit(WakeDetected(detection.wake_word, detection.score, level))
         if self._command is None and self._stop_word_listens():
             await self._spot(frame)
         else:

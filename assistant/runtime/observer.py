@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from assistant.core.arbitration import Decision, WakeClaim, decision_json
 from assistant.core.commands import Outcome, Phase
 from assistant.core.events import RecognizedIntent as RecognizedIntent  # re-exported
 
@@ -122,6 +123,9 @@ class Observer:
     def wake_detected(self, turn: int, wake_word: str | None, score: float | None) -> None:
         """A turn began: by a wake word, or (wake_word None) by a request to listen."""
 
+    def claim_decided(self, turn: int, claim: WakeClaim, decision: Decision) -> None:
+        """This satellite's claim to the turn's wake word was decided (arbitration)."""
+
     def transcript_ready(self, turn: int, text: str) -> None:
         pass
 
@@ -184,6 +188,9 @@ class JsonlEventLog(Observer):
 
     def turn_finished(self, record: TurnRecord) -> None:
         self._write(record.as_event())
+
+    def claim_decided(self, turn: int, claim: WakeClaim, decision: Decision) -> None:
+        self._write({"event": "arbitration", **decision_json(turn, claim, decision)})
 
     def error_reported(self, turn: int | None, code: str, message: str, phase: Phase) -> None:
         self._write(

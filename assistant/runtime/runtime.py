@@ -24,6 +24,7 @@ from assistant.core.audioformat import FRAME_BYTES, FRAME_SECONDS
 from assistant.core.commands import (
     Announce,
     CancelTurn,
+    ClaimWake,
     Command,
     DropSpeculation,
     Earcon,
@@ -36,6 +37,7 @@ from assistant.core.commands import (
     ReportIntent,
     ResetWakeWord,
     Ring,
+    SetRingTimeout,
     SetTimeout,
     Speculate,
     StartDeafTail,
@@ -51,6 +53,7 @@ from assistant.core.events import (
     Event,
     Failed,
     Request,
+    RingTimedOut,
     TimedOut,
     VolumeRequested,
     WakeWordChosen,
@@ -59,6 +62,7 @@ from assistant.core.intents import Intents
 from assistant.core.machine import Assistant
 from assistant.core.ports import (
     Chat,
+    ClaimChannel,
     Microphone,
     Speaker,
     Synthesizer,
@@ -71,6 +75,7 @@ from assistant.core.timeouts import Timeouts
 from assistant.core.timers import TIMER_INTENTS
 from assistant.core.turn_end import TurnPolicy
 from assistant.errors import AssistantError, AudioError
+from assistant.runtime.arbiter import Arbiter
 from assistant.runtime.listener import Listener
 from assistant.runtime.observer import Observer, Stopwatch
 from assistant.runtime.reporter import Reporter
@@ -123,6 +128,7 @@ class Runtime:
         wake_words: WakeWordChoice | None = None,
         audio_clock: bool = False,
         monotonic: Callable[[], float] | None = None,
+        claims: ClaimChannel | None = None,
     ) -> None:
         self._config = config
         self._mic = microphone
@@ -141,7 +147,16 @@ class Runtime:
             barge_in=config.barge_in,
             prepare_replies=smart,
             stop_words=tuple(config.stop_words),
+            arbitration=claims is not None and config.mqtt.arbitration,
         )
+        self.arbiter = Arbiter(
+            claims,
+            config.mqtt.arbitration_seconds,
+            feed=self._feed,
+            tell=self.reporter.tell,
+            now=self._now,
+        )
+        """Claims wake words from the other satellites; ``arbiter.heard`` takes theirs."""
         self.listener = Listener(
             config.vad,
             wake_word=wake_word,
@@ -222,7 +237,8 @@ class Runtime:
             keeping_time.cancel()
             self._ringer.stop()
             self._cancel_task()
-            self._set_timer(None, 0)
+            self._set_timer(None)
+            self.arbiter.close()
             self.listener.close()
             self.work.close()
 
@@ -277,10 +293,14 @@ class Runtime:
                 case StartTurn(turn, wake_word, score):
                     reporter.turn_started(turn, wake_word, score)
                     watch = Stopwatch(reporter.record, self._now)
+                case ClaimWake(turn, wake_word, score, level_dbfs):
+                    self.arbiter.claim(turn, wake_word, score, level_dbfs)
                 case EnterState(phase, turn, previous):
                     self._enter(phase, turn, previous)
                 case SetTimeout(turn, seconds):
-                    self._set_timer(seconds, turn)
+                    self._set_timer(seconds, TimedOut(turn))
+                case SetRingTimeout(ring, seconds):
+                    self._set_timer(seconds, RingTimedOut(ring))
                 case PlayEarcon(turn, earcon):
                     self._play_earcon(turn, earcon)
                 case StartListening(turn, no_speech_seconds):
@@ -349,14 +369,14 @@ class Runtime:
         else:
             self._audio_allowed.clear()
 
-    def _set_timer(self, seconds: float | None, turn: int) -> None:
+    def _set_timer(self, seconds: float | None, event: Event | None = None) -> None:
+        """Feed ``event`` after ``seconds`` (a timeout), replacing the one armed before;
+        ``seconds`` None: only clear it."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if seconds is not None:
-            self._timer = asyncio.get_running_loop().call_later(
-                seconds, self._dispatch, TimedOut(turn)
-            )
+        if seconds is not None and event is not None:
+            self._timer = asyncio.get_running_loop().call_later(seconds, self._dispatch, event)
 
     # -- turn work ---------------------------------------------------------------------------
 

@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from assistant.core.machine import ALL, BUSY, SWITCHES, TRANSITIONS, Assistant
+from assistant.core.machine import Assistant
+from assistant.core.table import ALL, BUSY, SWITCHES, TRANSITIONS
 from assistant.errors import AssistantError
 
 IMAGE_FORMATS: Final = ("png", "svg", "pdf")

@@ -71,6 +71,8 @@ class RunOptions:
     """Write what would be played to this WAV instead of the speaker."""
     fast: bool = False
     """Read ``input`` as fast as turns allow, not in real time."""
+    input_start: float | None = None
+    """Start reading ``input`` at this wall-clock time (UNIX seconds), as other processes do."""
     events: Path | None = None
     """Write state and turn events here (JSONL)."""
     listen_once: bool = False
@@ -85,8 +87,8 @@ async def serve(
 ) -> None:
     """Start the managed servers, load the models, open the audio and run until the input ends
     or the task is cancelled; the servers are stopped on every way out."""
-    if options.fast and options.input is None:
-        raise ConfigError("--fast needs --input")
+    if (options.fast or options.input_start is not None) and options.input is None:
+        raise ConfigError("--fast and --input-start need --input")
     servers = [ManagedServer(spec) for spec in server_specs(config)]
     starting = asyncio.gather(*(server.start() for server in servers))
     try:
@@ -138,7 +140,9 @@ async def _serve(
     microphone: Microphone
     speaker: Speaker
     if options.input is not None:
-        microphone = WavFileMicrophone(options.input, realtime=realtime)
+        microphone = WavFileMicrophone(
+            options.input, realtime=realtime, start_at=options.input_start
+        )
     else:
         microphone = SoundDeviceMicrophone(config.audio)
     if options.output is not None:
@@ -154,8 +158,9 @@ async def _serve(
         all_observers.append(event_log)
     transcriber = WhisperTranscriber(config.stt)
     chat = LlamaChat(config.llm)
-    bridge = None
+    bridge = claims = None
     if config.mqtt.enabled:
+        from assistant.mqtt.arbitration import ClaimExchange
         from assistant.mqtt.bridge import MqttBridge
 
         bridge = MqttBridge(
@@ -166,6 +171,14 @@ async def _serve(
             wake_words=wake_words.options,
         )
         all_observers.append(bridge)
+        if config.mqtt.arbitration:
+            claims = ClaimExchange(
+                bridge,
+                loop=asyncio.get_running_loop(),
+                on_claim=lambda claim: runtime.arbiter.heard(claim),
+                max_payload_bytes=config.mqtt.max_payload_bytes,
+            )
+            all_observers.append(claims)
     runtime = Runtime(
         config,
         microphone=microphone,
@@ -184,6 +197,7 @@ async def _serve(
         volume_file=state_dir / "volume.json" if state_dir is not None else None,
         wake_words=wake_words,
         audio_clock=options.input is not None,
+        claims=claims,
     )
     words = ", ".join(w.model for w in wake_words.config().words())
     _LOGGER.info("ready: listening for %s", words)

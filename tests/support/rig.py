@@ -13,7 +13,7 @@ from assistant.config import Config, IntentsConfig
 from assistant.core.commands import Earcon, Phase
 from assistant.core.events import RecognizedIntent
 from assistant.core.intents import Intents
-from assistant.core.ports import TurnDetector
+from assistant.core.ports import ClaimChannel, TurnDetector
 from assistant.runtime.observer import Observer, TurnRecord
 from assistant.runtime.runtime import Runtime
 from tests.support.fakes import (
@@ -97,6 +97,8 @@ class Rig:
     intents: Intents | None = None
     turn_detector: TurnDetector | None = None
     audio_clock: bool = False
+    claims: ClaimChannel | None = None
+    """Where wake word claims go (arbitration); None: none are made."""
 
     _runtime: Runtime | None = None
 
@@ -124,6 +126,7 @@ class Rig:
             intents=self.intents,
             turn_detector=self.turn_detector,
             audio_clock=self.audio_clock,
+            claims=self.claims,
         )
 
 
