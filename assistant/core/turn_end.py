@@ -19,7 +19,10 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Final
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    from assistant.config import VadConfig
 
 
 class Words(StrEnum):
@@ -63,6 +66,18 @@ class TurnPolicy:
     doubt_below: float = 0.05
     """Audio probability so low that even complete words wait for the hangover, when it is known
     before the words (complete words do not wait for it)."""
+
+    @classmethod
+    def from_config(cls, config: VadConfig) -> TurnPolicy:
+        """The policy of ``vad.end_of_turn: smart`` with the section's settings."""
+        return cls(
+            pause_seconds=config.speculate_seconds,
+            silence_seconds=config.silence_seconds,
+            cap_seconds=max(config.max_pause_seconds, config.silence_seconds),
+            complete_above=config.turn_threshold,
+            unfinished_below=config.turn_unfinished_below,
+            doubt_below=config.turn_doubt_below,
+        )
 
 
 def decide(

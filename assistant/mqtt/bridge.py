@@ -81,13 +81,8 @@ class MqttBridge(Observer):
         self._wake_words = tuple(wake_words)
         self._rediscovery_delay_seconds = rediscovery_delay_seconds
         self._lock = threading.RLock()  # the remembered state and its publication, both threads
-        self._phase: Phase | None = None
-        self._muted = False
-        self._transcript: dict[str, Any] | None = None
-        self._response: dict[str, Any] | None = None
-        self._timers: str | None = None  # the retained timers list, as last published
-        self._volume: int | None = None
-        self._wake_word: str | None = None
+        self._retained: dict[str, str] = {self.topics.mute: MUTE_OFF}
+        """The states last published (retained), by topic: published again on reconnecting."""
         self._connected = False
         self._outage_logged = False
         self._started = False
@@ -308,21 +303,14 @@ class MqttBridge(Observer):
             self._publish_now(self.topics.discovery, "", qos=1, retain=True)
 
     def _republish_states(self) -> None:
-        if self._phase is not None:
-            self._publish_now(self.topics.state, str(self._phase), qos=1, retain=True)
-        if self._timers is not None:
-            self._publish_now(self.topics.timers, self._timers, qos=1, retain=True)
-        if self._volume is not None:
-            self._publish_now(self.topics.volume, str(self._volume), qos=1, retain=True)
-        if self._wake_word is not None:
-            self._publish_now(self.topics.wake_word, self._wake_word, qos=1, retain=True)
-        self._publish_now(
-            self.topics.mute, MUTE_ON if self._muted else MUTE_OFF, qos=1, retain=True
-        )
-        if self._transcript is not None:
-            self._publish_now(self.topics.transcript, _json(self._transcript), qos=1, retain=True)
-        if self._response is not None:
-            self._publish_now(self.topics.response, _json(self._response), qos=1, retain=True)
+        for topic, payload in self._retained.items():
+            self._publish_now(topic, payload, qos=1, retain=True)
+
+    def _retain(self, topic: str, payload: str) -> None:
+        """Publish a state, retained, and remember it for the next connection."""
+        with self._lock:
+            self._retained[topic] = payload
+            self._publish(topic, payload, qos=1, retain=True)
 
     def _publish_now(self, topic: str, payload: str, *, qos: int, retain: bool = False) -> None:
         try:
@@ -350,9 +338,7 @@ class MqttBridge(Observer):
     # -- Observer hooks (the loop's thread; they only queue) ------------------------------------
 
     def state_entered(self, phase: Phase, turn: int, t_seconds: float) -> None:
-        with self._lock:
-            self._phase = phase
-            self._publish(self.topics.state, str(phase), qos=1, retain=True)
+        self._retain(self.topics.state, str(phase))
         if phase is Phase.TRANSCRIBING:
             self._transcribing_since = time.monotonic()
 
@@ -364,8 +350,7 @@ class MqttBridge(Observer):
 
     def transcript_ready(self, turn: int, text: str) -> None:
         with self._lock:
-            self._transcript = {"text": text, "turn": turn}
-            self._publish(self.topics.transcript, _json(self._transcript), qos=1, retain=True)
+            self._retain(self.topics.transcript, _json({"text": text, "turn": turn}))
             since = self._transcribing_since
             seconds = time.monotonic() - since if since is not None else 0.0
             self._hermes(self._dialogue.heard(turn, text, seconds))
@@ -389,9 +374,7 @@ class MqttBridge(Observer):
         self._hermes(hermes.intent_not_recognized(self.site, self._dialogue.session(turn), text))
 
     def response_ready(self, turn: int, text: str) -> None:
-        with self._lock:
-            self._response = {"text": text, "turn": turn}
-            self._publish(self.topics.response, _json(self._response), qos=1, retain=True)
+        self._retain(self.topics.response, _json({"text": text, "turn": turn}))
 
     def error_reported(self, turn: int | None, code: str, message: str, phase: Phase) -> None:
         payload = {"code": code, "message": message, "state": str(phase), "turn": turn}
@@ -407,25 +390,20 @@ class MqttBridge(Observer):
         self.publish(topic, payload, qos=qos, retain=retain)
 
     def mute_changed(self, muted: bool) -> None:
-        with self._lock:
-            self._muted = muted
-            self._publish(self.topics.mute, MUTE_ON if muted else MUTE_OFF, qos=1, retain=True)
+        self._retain(self.topics.mute, MUTE_ON if muted else MUTE_OFF)
 
     def timers_changed(
         self, timers: list[dict[str, Any]], change: Mapping[str, Any] | None
     ) -> None:
-        self._timers = _json(timers)
-        self._publish(self.topics.timers, self._timers, qos=1, retain=True)
+        self._retain(self.topics.timers, _json(timers))
         if change is not None:
             self._publish(self.topics.timer, _json(change), qos=1)
 
     def volume_changed(self, level: int) -> None:
-        self._volume = level
-        self._publish(self.topics.volume, str(level), qos=1, retain=True)
+        self._retain(self.topics.volume, str(level))
 
     def wake_word_changed(self, name: str) -> None:
-        self._wake_word = name
-        self._publish(self.topics.wake_word, name, qos=1, retain=True)
+        self._retain(self.topics.wake_word, name)
 
     def announcement_finished(self, request_id: str | None) -> None:
         with self._lock:

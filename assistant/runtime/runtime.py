@@ -19,7 +19,7 @@ from typing import Any, Final
 from transitions import MachineError
 
 from assistant.adapters.earcons import earcon_pcm
-from assistant.config import Config, VadConfig
+from assistant.config import Config
 from assistant.core.audioformat import FRAME_BYTES, FRAME_SECONDS
 from assistant.core.commands import (
     Announce,
@@ -74,13 +74,14 @@ from assistant.core.ports import (
 from assistant.core.timeouts import Timeouts
 from assistant.core.timers import TIMER_INTENTS
 from assistant.core.turn_end import TurnPolicy
-from assistant.errors import AssistantError, AudioError
+from assistant.errors import AudioError
 from assistant.runtime.arbiter import Arbiter
 from assistant.runtime.listener import Listener
 from assistant.runtime.observer import Observer, Stopwatch
 from assistant.runtime.reporter import Reporter
 from assistant.runtime.stop_word import BurstChecker
 from assistant.runtime.timers import Ringer, TimerService
+from assistant.runtime.turn_task import TurnTask
 from assistant.runtime.turns import TurnWork
 from assistant.runtime.volume import VOLUME_INTENTS, Volume, VolumeSpeaker
 from assistant.runtime.wake_words import WakeWordChoice
@@ -92,18 +93,6 @@ TICK_SECONDS: Final = 1.0
 TIMERS_PUBLISH_TICKS: Final = 10
 """While a timer runs, its state is published every 10 ticks (10 s)."""
 MAX_RECONNECT_SECONDS: Final = 30.0
-
-
-def turn_policy(config: VadConfig) -> TurnPolicy:
-    """How the end of a turn is decided from evidence (``vad.end_of_turn: smart``)."""
-    return TurnPolicy(
-        pause_seconds=config.speculate_seconds,
-        silence_seconds=config.silence_seconds,
-        cap_seconds=max(config.max_pause_seconds, config.silence_seconds),
-        complete_above=config.turn_threshold,
-        unfinished_below=config.turn_unfinished_below,
-        doubt_below=config.turn_doubt_below,
-    )
 
 
 class Runtime:
@@ -141,7 +130,7 @@ class Runtime:
         self._audio_clock = audio_clock
         self._clock = monotonic
         smart = config.vad.end_of_turn == "smart"
-        policy = turn_policy(config.vad) if smart else None
+        policy = TurnPolicy.from_config(config.vad) if smart else None
         self.machine = Assistant(
             Timeouts.from_config(config),
             barge_in=config.barge_in,
@@ -190,7 +179,7 @@ class Runtime:
         self._ringer = Ringer(speaker, self._earcons[Earcon.RING], self.work.speech)
         self.wake_words = wake_words
         self._started_wall = time.time()
-        self._task: asyncio.Task[None] | None = None
+        self._task = TurnTask(self._feed)
         self._background: set[asyncio.Task[None]] = set()
         self._timer: asyncio.TimerHandle | None = None
         self._audio_allowed = asyncio.Event()
@@ -320,11 +309,11 @@ class Runtime:
                 case Transcribe(turn, pcm, reason):
                     watch.mark("speech_end")
                     reporter.record.end_reason = str(reason) if reason is not None else None
-                    self._start_task(turn, self.work.transcribe(turn, watch, pcm))
+                    self._task.start(turn, self.work.transcribe(turn, watch, pcm))
                 case Reply(turn, text):
-                    self._start_task(turn, self.work.reply(turn, watch, text))
+                    self._task.start(turn, self.work.reply(turn, watch, text))
                 case Announce(turn, text):
-                    self._start_task(turn, self.work.announce(turn, watch, text))
+                    self._task.start(turn, self.work.announce(turn, watch, text))
                 case CancelTurn():
                     self._cancel_task()
                     self.listener.stop()
@@ -380,26 +369,8 @@ class Runtime:
 
     # -- turn work ---------------------------------------------------------------------------
 
-    def _start_task(self, turn: int, work: Coroutine[Any, Any, None]) -> None:
-        if self._task is not None:
-            self._task.cancel()  # a stage's task has always ended before the next starts
-        # The coroutine is the task itself: cancelled before it starts, it is closed cleanly.
-        self._task = asyncio.get_running_loop().create_task(work)
-        self._task.add_done_callback(lambda task: self._task_done(turn, task))
-
-    def _task_done(self, turn: int, task: asyncio.Task[None]) -> None:
-        if task.cancelled() or (err := task.exception()) is None:
-            return
-        if isinstance(err, AssistantError):
-            self._feed(Failed(turn, err.code, err.message))
-        else:  # a bug must end the turn, never leave it stuck
-            _LOGGER.error("turn %d crashed", turn, exc_info=err)
-            self._feed(Failed(turn, "internal", repr(err)))
-
     def _cancel_task(self) -> None:
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
-        self._task = None
+        self._task.cancel()
         self.work.drop_speculation()
         self._speaker.stop()
 
