@@ -102,12 +102,17 @@ class VadConfig(_Section):
     """A command is cut after this long."""
     margin_seconds: Annotated[float, _between(0.0, 1.0)] = 0.16
     """Audio kept before and after the speech in the upload."""
-    speculate_seconds: Annotated[float, _between(0.0, 5.0)] = 0.16
+    speculate_seconds: Annotated[float, _between(0.0, 5.0)] = 0.08
     """A pause: after this much silence the command is transcribed already, in case it has ended
     (with ``end_of_turn: smart`` the end is decided and the reply prepared here too); if speech
-    resumes it is all dropped. 0 turns it off. Not below ``margin_seconds``: the audio sent at a
-    pause is the upload at the end, trailing margin included, so it can only be sent once the
-    margin has been heard."""
+    resumes it is all dropped. 0 turns it off. Below ``margin_seconds`` (``smart`` only; with
+    ``silence`` it counts as ``margin_seconds``), the audio there is is sent and the reply
+    prepared from its words, but the command is not ended on them (its last sound may be
+    missing): once the margin is heard it is transcribed again (and the end-of-turn model
+    scores it), and ended on those words; the prepared reply is kept if they are the same. Two
+    requests a pause: once a transcription has taken longer than the gap between the two, the
+    early one is no longer asked for (a one-at-a-time whisper-server would make the second
+    wait)."""
     end_of_turn: Literal["smart", "silence"] = "smart"
     """``smart``: at each pause, weigh the end-of-turn model and the words of the early
     transcript, and prepare the reply (held until the end is confirmed); ``silence``: the
@@ -130,12 +135,6 @@ class VadConfig(_Section):
 
     @model_validator(mode="after")
     def _consistent(self) -> VadConfig:
-        if 0 < self.speculate_seconds < self.margin_seconds:
-            raise ValueError(
-                f"speculate_seconds ({self.speculate_seconds:g}) must not be below "
-                f"margin_seconds ({self.margin_seconds:g}): a pause is only announced once the "
-                "upload's trailing margin has been heard (lower both, or 0 turns pauses off)"
-            )
         for key in ("turn_unfinished_below", "turn_doubt_below"):
             if (value := getattr(self, key)) > self.turn_threshold:
                 limit = self.turn_threshold

@@ -89,9 +89,9 @@ cached), and 10 tokens/s generated is assumed."""
 DEFAULT: Final = Setting("default")
 FAST: Final = {"speculate_seconds": 0.08, "margin_seconds": 0.08}
 SWEEP: Final = (
-    Setting("default: speculate 0.16 s, margin 0.16 s, Piper 2 threads"),
-    Setting("speculate 0.08 s, margin 0.08 s", FAST),
-    Setting("Piper 1 thread (the default before)", tts_threads=1),
+    Setting("default: pause 0.08 s, margin 0.16 s"),
+    Setting("pause 0.16 s, at the margin (the default before)", {"speculate_seconds": 0.16}),
+    Setting("pause 0.08 s, margin 0.08 s", FAST),
     Setting("a sure 'goes on' not listened to", {"turn_unfinished_below": 0.0}),
 )
 
@@ -322,9 +322,11 @@ def breakdown(out: Report, turns: Sequence[Turn], is_request: Callable[[str], bo
     out.text(
         f"Where the time goes (GPU back-ends, `smart`): the {ended} of {len(turns)} commands "
         "whose end was decided at their last pause (by the words or the audio) and not cut. "
-        "Audio times (frame, VAD lag, pause) come from the clip; the rest from the loop's "
-        "clock. The reply is prepared from the words at the pause, while Smart Turn runs, and "
-        "plays once the end is decided (ms):"
+        "Audio times (frame, VAD lag, the silence up to the upload's whole margin) come from "
+        "the clip; the rest from the loop's clock. The reply is prepared from the first words "
+        "at the pause (with the default settings, of the audio there is after 0.08 s of "
+        "silence), and plays once the end is decided on the words of the upload with the "
+        "whole margin (and Smart Turn's score of it) (ms):"
     )
     out.table(("part", "intents p50", "LLM p50", "all p50", "all p95"), rows)
 
@@ -340,12 +342,12 @@ def sweep(out: Report, turns: Sequence[Turn]) -> None:
         return
     out.text(
         "Settings swept (GPU back-ends, `smart`; each clip in every setting one after the "
-        "other). The settings are `vad.*` config and Piper's threads (`tts.threads`; the "
-        "default is 2 here, it was all cores but one, 1 here). The config refuses "
-        "`speculate_seconds` below `margin_seconds` (a pause is announced only once the "
-        "upload's trailing margin is heard), so a 0.08 s pause needs a 0.08 s margin too. "
-        "`turn_unfinished_below: 0` is the end of turn before it listened to Smart Turn's "
-        "sure 'goes on':"
+        "other); the settings are `vad.*` config. The pause is `speculate_seconds`: below "
+        "`margin_seconds` the audio there is is transcribed and the reply prepared from its "
+        "words, and the command is transcribed again (and ended on those words, with Smart "
+        "Turn's score) once the margin is heard; with a 0.08 s margin the words at the pause are "
+        "final. `turn_unfinished_below: 0` is the end of turn before it listened to Smart "
+        "Turn's sure 'goes on':"
     )
     out.table(("setting", *DELAY_HEADERS, "requests / turn"), rows)
 

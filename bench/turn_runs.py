@@ -150,7 +150,10 @@ class Turn:
         frame_end = math.ceil(end / FRAME_SAMPLES) * FRAME_SAMPLES
         at = {**record.marks, "true end": self.true_end_at, "pause": self.mic.heard_at(pause)}
         request = self.stt.requests[-1]
-        at.update(asked=request.asked_at, answered=request.answered_at)
+        # The reply is prepared from the first words at this pause: before the margin is heard
+        # when the pause is announced sooner (vad.speculate_seconds below vad.margin_seconds).
+        first = next(r for r in self.stt.requests if self.clip.where(r.pcm).stop > speech_end)
+        at.update(asked=request.asked_at, answered=request.answered_at, words=first.answered_at)
 
         def ms(start: str, stop: str) -> float:
             return (at[stop] - at[start]) * 1000.0
@@ -163,7 +166,8 @@ class Turn:
             "STT (the words)": ms("asked", "answered"),
             "pause heard → end decided": ms("pause", "speech_end"),
             "true end → end decided": ms("true end", "speech_end"),
-            "words → first sentence (LLM)": ms("answered", "first_sentence"),
+            "true end → first words at the pause": ms("true end", "words"),
+            "first words → first sentence (LLM)": ms("words", "first_sentence"),
             "synthesis of the first sentence": ms("first_sentence", "first_tts"),
             "end decided → first audio": ms("speech_end", "first_audio"),
             "true end → first audio": ms("true end", "first_audio"),

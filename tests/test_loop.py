@@ -78,6 +78,9 @@ def config_file(
         "tts: {voice: tone_voice}\n"
         "intents: {follow_up_seconds: 0}\n"
         "mqtt: {enabled: false}\n"
+        # The pause with the margin: one request a pause, which the tests count (the default
+        # pause, sooner, is tested in test_speculation.py).
+        "vad: {speculate_seconds: 0.16}\n"
         f"stt: {{url: '{whisper.v1_url}'}}\n"
         f"llm: {{url: '{llama.v1_url}', model: tiny}}\n",
         encoding="utf-8",

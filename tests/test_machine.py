@@ -16,6 +16,7 @@ from assistant.core.commands import (
     Outcome,
     Phase,
     PlayEarcon,
+    PrepareReply,
     Reply,
     ReportError,
     ReportIntent,
@@ -34,6 +35,7 @@ from assistant.core.commands import (
     StartTurn,
     StopRing,
     Transcribe,
+    WeighWords,
 )
 from assistant.core.events import (
     CancelRequested,
@@ -46,6 +48,7 @@ from assistant.core.events import (
     ListenRequested,
     MuteRequested,
     NoSpeechHeard,
+    PauseTranscribed,
     RecognizedIntent,
     ReplyFinished,
     RingTimedOut,
@@ -67,6 +70,7 @@ from assistant.core.events import (
 from assistant.core.intents import MqttAction
 from assistant.core.machine import DEAF_TAIL_SECONDS, Assistant
 from assistant.core.timeouts import Timeouts
+from assistant.core.turn_end import Words
 
 P = Phase
 TIMEOUTS = Timeouts(
@@ -408,6 +412,24 @@ def test_a_pause_starts_a_speculative_transcription_and_speech_drops_it() -> Non
     # a late pause of a turn that has ended starts nothing
     machine.handle(CancelRequested())
     assert machine.handle(SpeechPaused(1, b"cmd")) == []
+
+
+def test_words_that_may_have_lost_their_last_sound_prepare_the_reply_but_never_end_it() -> None:
+    # A pause announced before the upload's trailing margin was heard: its words prepare the
+    # reply; only the words of the audio with the whole margin are weighed (they may end it).
+    machine = Assistant(TIMEOUTS, prepare_replies=True)
+    run([*to_listening(), SpeechStarted(1)], machine)
+    assert machine.handle(SpeechPaused(1, b"cm", complete=False)) == [
+        Speculate(1, b"cm", complete=False)
+    ]
+    early = PauseTranscribed(1, "turn on the light", Words.COMPLETE, complete=False)
+    assert machine.handle(early) == [PrepareReply(1, "turn on the light")]
+    assert machine.handle(SpeechPaused(1, b"cmd")) == [Speculate(1, b"cmd")]
+    whole = PauseTranscribed(1, "turn on the light", Words.COMPLETE)
+    assert machine.handle(whole) == [
+        WeighWords(1, Words.COMPLETE),
+        PrepareReply(1, "turn on the light"),
+    ]
 
 
 def test_intents_and_refused_tool_calls_are_reported_while_the_turn_thinks_or_speaks() -> None:

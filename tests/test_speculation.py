@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 import pytest
 
@@ -232,3 +233,71 @@ async def test_end_of_turn_silence_is_the_fixed_hangover_with_no_reply_prepared(
     assert ends[0] >= HANGOVER_END
     assert record.speculation == {"transcripts": 1, "replies": 0, "used": "transcript"}
     assert rig.turn_detector.heard == []
+
+
+# -- a pause announced before the upload's trailing margin is heard --------------------------------
+
+EARLY = {"vad": {"speculate_seconds": 0.08}}
+"""A pause after one frame of silence; the margin (0.16 s) is heard one frame later."""
+MARGIN_AT = 3 + 1 + 10 + 1  # COMMAND's frame that completes the margin
+
+
+@dataclass
+class Answers(FakeTranscriber):
+    """A transcriber that answers ``answers`` in turn (the last one from then on)."""
+
+    answers: tuple[str, ...] = ()
+
+    async def transcribe(self, pcm: bytes) -> str:
+        self.text = self.answers[min(len(self.received), len(self.answers) - 1)]
+        return await super().transcribe(pcm)
+
+
+async def test_an_early_pause_prepares_the_reply_and_the_margins_words_end_the_command() -> None:
+    rig = intents_rig("Turn on the kitchen light.")
+    rig.settings = EARLY
+    rig.turn_detector = FakeTurnDetector(0.3)  # the audio is unsure; the words are complete
+    rig.mic.waits = {MARGIN_AT: until(lambda: rig.synthesizer.sentences)}
+    ends = end_frames(rig)
+    await rig.run()
+    early, whole = rig.transcriber.received
+    assert early == SILENCE + WAKE + SPEECH * 10 + SILENCE  # what there was at the pause
+    assert whole == early + SILENCE  # the whole margin: the upload at the end
+    assert rig.turn_detector.heard == [whole]  # the audio model hears the pause with its margin
+    # The early words (known before the margin's frame) did not end it; the margin's words did.
+    assert MARGIN_AT < ends[0] < HANGOVER_END
+    (record,) = rig.recorder.turns
+    assert record.end_reason == "words"
+    # The reply prepared from the early words is the one heard: the margin's words are the same.
+    assert record.speculation == {"transcripts": 2, "replies": 1, "used": "reply"}
+    assert rig.synthesizer.sentences == ["Turned on the kitchen light."]
+    assert log(rig).intents == [("HassTurnOn", {"name": "kitchen light"}, "local")]
+    assert rig.speaker.played == [AWAKE, b"Turned on the kitchen light."]
+
+
+async def test_an_early_transcript_that_lost_its_last_sound_is_redone_from_the_margins() -> None:
+    rig = intents_rig("")
+    rig.transcriber = Answers(answers=("Turn on the", "Turn on the kitchen light."))
+    rig.settings = EARLY
+    rig.turn_detector = FakeTurnDetector(0.9)
+    rig.mic.waits = {MARGIN_AT: until(lambda: rig.chat.requests)}
+    await rig.run()
+    (record,) = rig.recorder.turns
+    assert record.transcript == "Turn on the kitchen light."
+    assert record.speculation == {"transcripts": 2, "replies": 2, "used": "reply"}
+    assert log(rig).intents == [("HassTurnOn", {"name": "kitchen light"}, "local")]
+    assert rig.speaker.played == [AWAKE, b"Turned on the kitchen light."]  # not the LLM's
+
+
+async def test_a_slow_transcriber_gets_no_request_before_the_margin() -> None:
+    # The early request at the first pause answers after the margin's frame (0.1 s, more than
+    # its 0.08 s): at the next pause the transcriber is asked only once the margin is heard.
+    words = ("turn on the", "turn on the", "turn on the kitchen light")
+    rig = Rig(FakeMicrophone(PAUSED), transcriber=Answers(delay_seconds=0.1, answers=words))
+    rig.settings = EARLY
+    rig.turn_detector = FakeTurnDetector(0.9)
+    rig.mic.waits = {MARGIN_AT: lambda: asyncio.sleep(0.15)}  # the early answer comes first
+    await rig.run()
+    trailing = [len(pcm.rsplit(SPEECH, 1)[1]) // len(SILENCE) for pcm in rig.transcriber.received]
+    assert trailing == [1, 2, 2]
+    assert rig.recorder.transcripts == ["turn on the kitchen light"]

@@ -53,6 +53,7 @@ async def test_a_timer_set_by_voice_rings_when_due_and_the_stop_word_ends_it(
             "tts: {voice: en_US-joe-medium}\n"
             f"stt: {{url: '{whisper.v1_url}', server: null}}\n"
             "llm: {url: 'http://127.0.0.1:9/v1', server: null}\n"  # a local intent: no LLM
+            "vad: {speculate_seconds: 0.16}\n"  # one request a pause: they are counted below
             f"mqtt: {{host: 127.0.0.1, port: {broker.port}, site: {SITE}}}\n",
             encoding="utf-8",
         )

@@ -162,17 +162,40 @@ def test_endpointer(case: Case) -> None:
     assert command.step is None
 
 
-def test_no_pause_before_the_uploads_margin_is_complete() -> None:
-    # The config refuses speculate_seconds below margin_seconds; a policy built in code may
-    # still ask for an earlier pause: it waits for the margin all the same.
+def test_a_pause_before_the_uploads_margin_is_announced_again_with_it() -> None:
+    # With a policy the pause may come before the trailing margin (3 frames) is heard: the upload
+    # then holds what there is, and MARGIN_HEARD follows once the margin is complete.
     config = VadConfig(**{**SMALL, "silence_seconds": 0.48, "margin_seconds": 0.24})
     endpointer = Endpointer(config, TurnPolicy(pause_seconds=0.08, silence_seconds=0.48))
+    seen, uploads = {}, {}
+    for index, probability in enumerate([S] * 5 + [N] * 8):
+        if (result := endpointer.process(probability)) is not None:
+            seen[index] = result
+            uploads[index] = (endpointer.command_frames(), endpointer.margin_heard)
+    assert seen == {1: STARTED, 5: PAUSED, 7: Endpoint.MARGIN_HEARD, 10: ENDED}
+    assert uploads[5] == (slice(0, 6), False)  # one frame of the margin so far
+    assert uploads[7] == (slice(0, 8), True)
+    assert endpointer.command_frames() == slice(0, 8)
+
+
+def test_an_early_pause_that_resumes_before_its_margin_is_not_announced_again() -> None:
+    config = VadConfig(**{**SMALL, "silence_seconds": 0.48, "margin_seconds": 0.24})
+    endpointer = Endpointer(config, TurnPolicy(pause_seconds=0.08, silence_seconds=0.48))
+    results = [endpointer.process(p) for p in [S] * 5 + [N] * 2 + [S] * 2 + [N]]
+    assert results == [None, STARTED, None, None, None, PAUSED, None, RESUMED, None, PAUSED]
+    assert not endpointer.margin_heard
+
+
+def test_without_a_policy_a_pause_waits_for_the_margin() -> None:
+    # vad.end_of_turn: silence: speculate_seconds below margin_seconds counts as the margin.
+    config = VadConfig(**{**SMALL, "silence_seconds": 0.48, "margin_seconds": 0.24})
+    endpointer = Endpointer(config.model_copy(update={"speculate_seconds": 0.08}))
     seen = {}
     for index, probability in enumerate([S] * 5 + [N] * 8):
         if (result := endpointer.process(probability)) is not None:
             seen[index] = result
     assert seen == {1: STARTED, 7: PAUSED, 10: ENDED}
-    assert endpointer.command_frames() == slice(0, 8)
+    assert endpointer.margin_heard is False  # over: no pause in progress
 
 
 def test_frames_counts_up_to_the_end_and_then_stops() -> None:

@@ -108,10 +108,12 @@ class StartListening:
 
 @dataclass(frozen=True, slots=True)
 class Speculate:
-    """Transcribe ``pcm`` already: speech has paused, perhaps for good."""
+    """Transcribe ``pcm`` already: speech has paused, perhaps for good (``complete``: with the
+    whole trailing margin)."""
 
     turn: int
     pcm: bytes
+    complete: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,6 +33,9 @@ class Endpoint(StrEnum):
     """No speech for ``no_speech_seconds``: give up."""
     SPEECH_PAUSED = "speech_paused"
     """A short silence after speech: perhaps the end (weigh the evidence, transcribe early)."""
+    MARGIN_HEARD = "margin_heard"
+    """The pause, announced before the upload's trailing margin was heard, now holds it: the
+    audio to upload is now the same as at the end (transcribe it again)."""
     SPEECH_RESUMED = "speech_resumed"
     """Speech again after SPEECH_PAUSED: it was only a pause."""
 
@@ -63,11 +66,14 @@ class Endpointer:
         self._no_speech = _frames(config.no_speech_seconds, minimum=1)
         self._max_command = _frames(config.max_command_seconds, minimum=1)
         self._margin = _frames(config.margin_seconds)
-        # A pause is announced once the upload's trailing margin is complete, and only when it
-        # comes before the end: the audio to upload is then the same as at the end.
+        # A pause is announced only when it comes before the end. Without a policy, only once
+        # the upload's trailing margin is complete (the audio to upload is then the same as at
+        # the end); with one it may come sooner, and MARGIN_HEARD follows once the margin is.
         pause_seconds = policy.pause_seconds if policy is not None else config.speculate_seconds
         speculate = _frames(pause_seconds)
-        self._speculate = max(speculate, self._margin) if speculate else 0
+        if policy is None and speculate:
+            speculate = max(speculate, self._margin)
+        self._speculate = speculate
         self._paused = False
         self._audio: float | None = None  # the evidence gathered at this pause
         self._words: Words | None = None
@@ -94,6 +100,11 @@ class Endpointer:
     def audio(self) -> float | None:
         """The end-of-turn probability given for the pause in progress (None: not yet)."""
         return self._audio
+
+    @property
+    def margin_heard(self) -> bool:
+        """A pause is in progress and its upload holds the whole trailing margin."""
+        return self._paused and not self._done and self._silent >= self._margin
 
     @property
     def done(self) -> bool:
@@ -136,6 +147,8 @@ class Endpointer:
         if 0 < self._speculate < self._silence and self._silent == self._speculate and long_enough:
             self._paused = True
             return Endpoint.SPEECH_PAUSED
+        if self._paused and self._speculate < self._silent == self._margin:
+            return Endpoint.MARGIN_HEARD
         return None
 
     def weigh(self, *, audio: float | None = None, words: Words | None = None) -> Endpoint | None:

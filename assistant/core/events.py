@@ -51,10 +51,13 @@ class SpeechStarted:
 
 @dataclass(frozen=True, slots=True)
 class SpeechPaused:
-    """Speech paused long enough that the command may have ended: ``pcm`` is the command so far."""
+    """Speech paused long enough that the command may have ended: ``pcm`` is the command so far.
+    ``complete``: it holds the upload's whole trailing margin (it is what the end would send);
+    a pause announced sooner is announced again once the margin is heard."""
 
     turn: int
     pcm: bytes
+    complete: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,11 +112,13 @@ class Transcribed:
 
 @dataclass(frozen=True, slots=True)
 class PauseTranscribed:
-    """The transcript of the command so far, made at a pause, and what its words say."""
+    """The transcript of the command so far, made at a pause, and what its words say.
+    ``complete``: of audio with the whole trailing margin (else its last sound may be missing)."""
 
     turn: int
     text: str
     words: Words
+    complete: bool = True
 
 
 @dataclass(frozen=True, slots=True)

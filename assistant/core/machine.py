@@ -257,14 +257,17 @@ class Assistant(Switches, Ringing, StopWordListening):
             self._commands.append(ReportSayFinished(request_id))
 
     def _speculate(self, data: EventData) -> None:
-        self._commands.append(Speculate(self.turn, event_of(data, SpeechPaused).pcm))
+        paused = event_of(data, SpeechPaused)
+        self._commands.append(Speculate(self.turn, paused.pcm, paused.complete))
 
     def _drop_guess(self, data: EventData) -> None:
         self._commands.append(DropSpeculation(self.turn))
 
     def _weigh(self, data: EventData) -> None:
         guess = event_of(data, PauseTranscribed)
-        self._commands.append(WeighWords(self.turn, guess.words))
+        # Words that may have lost their last sound prepare the reply but never end the command.
+        if guess.complete:
+            self._commands.append(WeighWords(self.turn, guess.words))
         if self.prepare_replies and guess.text.strip():
             self._commands.append(PrepareReply(self.turn, guess.text.strip()))
 

@@ -202,7 +202,10 @@ class Listener:
             endpoint = command.endpointer.process(probability)
             if endpoint is not None:
                 self._endpoint(command, endpoint)
-            if endpoint is Endpoint.SPEECH_PAUSED and self._turn_detector is not None:
+            # The end-of-turn model hears the pause once the upload's margin is: on less
+            # silence it is less sure of an end (measured: bench/end_of_turn.py).
+            pause = endpoint in (Endpoint.SPEECH_PAUSED, Endpoint.MARGIN_HEARD)
+            if pause and command.endpointer.margin_heard and self._turn_detector is not None:
                 await self._score(command)
             if self._command is not command:
                 return
@@ -224,10 +227,10 @@ class Listener:
         turn = command.turn
         if endpoint is Endpoint.SPEECH_STARTED:
             self._emit(SpeechStarted(turn))
-        elif endpoint is Endpoint.SPEECH_PAUSED:
-            self._emit(
-                SpeechPaused(turn, b"".join(command.frames[command.endpointer.command_frames()]))
-            )
+        elif endpoint in (Endpoint.SPEECH_PAUSED, Endpoint.MARGIN_HEARD):
+            endpointer = command.endpointer
+            pcm = b"".join(command.frames[endpointer.command_frames()])
+            self._emit(SpeechPaused(turn, pcm, endpointer.margin_heard))
         elif endpoint is Endpoint.SPEECH_RESUMED:
             self._emit(SpeechResumed(turn))
         elif endpoint is Endpoint.SPEECH_ENDED:

@@ -298,8 +298,8 @@ class Runtime:
                     self.listener.start(
                         turn, after_wake_word=after_wake_word, no_speech_seconds=no_speech_seconds
                     )
-                case Speculate(turn, pcm):
-                    self.work.speculate(turn, pcm)
+                case Speculate(turn, pcm, complete):
+                    self.work.speculate(turn, pcm, complete=complete)
                 case WeighWords(turn, words):  # after this event's commands: it may end speech
                     asyncio.get_running_loop().call_soon(self.listener.weigh_words, turn, words)
                 case PrepareReply(turn, text):

@@ -100,11 +100,15 @@ class Speculation:
             return None
         return prepared
 
-    def drop(self) -> None:
-        """Speech went on, or the turn ended: what was started early is of no use."""
+    def drop_guess(self) -> None:
+        """The early transcript is of no use (a newer one replaces it)."""
         if self.guess is not None:
             _discard(self.guess.task)
             self.guess = None
+
+    def drop(self) -> None:
+        """Speech went on, or the turn ended: what was started early is of no use."""
+        self.drop_guess()
         if self.prepared is not None:
             self._drop_reply(self.prepared)
             self.prepared = None

@@ -80,6 +80,8 @@ class TurnWork:
         self._tools = intents.tools() if intents is not None else None
         self._clock = clock
         self._early = Speculation()
+        self._stt_seconds: float | None = None
+        """How long the last transcription took (None: none yet)."""
         # Synthesis is CPU work: one thread of its own, so it never waits for (or multiplies)
         # the loop's default threads.
         self._tts = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lingling-tts")
@@ -93,21 +95,31 @@ class TurnWork:
 
     # -- work started at a pause -------------------------------------------------------------
 
-    def speculate(self, turn: int, pcm: bytes) -> None:
+    def speculate(self, turn: int, pcm: bytes, *, complete: bool = True) -> None:
         """Transcribe ``pcm`` already, in case the command has ended (speech has paused); the
-        transcript comes back as ``PauseTranscribed``, with what its words say."""
-        self.drop_speculation()
+        transcript comes back as ``PauseTranscribed``, with what its words say. A newer guess at
+        the same pause (its margin now heard) replaces the older one but keeps the reply
+        prepared from it: the reply is redone only if the words differ.
+
+        A guess before the margin is heard (not ``complete``) is asked for only while the
+        transcriber answers before the margin would be heard: whisper-server serves one request
+        at a time, so a slower answer would hold up the one that may end the command."""
+        vad = self._config.vad
+        if not complete and (self._stt_seconds or 0.0) > vad.margin_seconds - vad.speculate_seconds:
+            return
+        self._early.drop_guess()
         loop = asyncio.get_running_loop()
-        task = loop.create_task(self._transcriber.transcribe(pcm))
-        task.add_done_callback(lambda done: self._guessed(turn, done))
+        task = loop.create_task(self._transcribe(pcm))
+        task.add_done_callback(lambda done: self._guessed(turn, done, complete))
         self._early.guess = Guess(pcm, task, loop.time())
         self._early.stats.transcripts += 1
 
-    def _guessed(self, turn: int, task: asyncio.Task[str]) -> None:
+    def _guessed(self, turn: int, task: asyncio.Task[str], complete: bool) -> None:
         if task.cancelled() or task.exception() is not None:
             return  # a failed guess is no error of its own: the real request reports it
         text = task.result()
-        self._feed(PauseTranscribed(turn, text, weigh_words(text, self._is_request)))
+        words = weigh_words(text, self._is_request)
+        self._feed(PauseTranscribed(turn, text, words, complete))
 
     def _is_request(self, text: str) -> bool:
         """A whole request: the transcript matches a local intent."""
@@ -117,6 +129,8 @@ class TurnWork:
         """Start answering ``text``, held: nothing is heard and nothing acts until ``reply``
         confirms it."""
         if self._early.prepared is not None:
+            if self._early.prepared.text == text:
+                return  # the same words again (the margin's transcript): it stands
             self._early.take_prepared("")  # drops it: a newer transcript replaces it
         outlet = Outlet(self._feed, held=True)
         task = asyncio.get_running_loop().create_task(self._answer(turn, watch, text, outlet))
@@ -142,10 +156,18 @@ class TurnWork:
             text = await guess.task
         else:
             watch.mark("upload")
-            text = await self._transcriber.transcribe(pcm)
+            text = await self._transcribe(pcm)
         watch.mark("transcribed")
         _LOGGER.info("heard %r", text)
         self._feed(Transcribed(turn, text))
+
+    async def _transcribe(self, pcm: bytes) -> str:
+        """``pcm``'s words, noting how long the transcriber took."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        text = await self._transcriber.transcribe(pcm)
+        self._stt_seconds = loop.time() - started
+        return text
 
     async def reply(self, turn: int, watch: Stopwatch, text: str) -> None:
         """Answer ``text``, speaking each sentence as soon as it is known: with the reply

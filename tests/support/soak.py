@@ -224,7 +224,9 @@ async def soak(turns: int, every: int, backend: str) -> Watch:
     ``fakes``); what was watched."""
     watch = Watch(turns, every)
     log = _Log(watch)
-    cfg = config()
+    # One request a pause (the pause with the margin): each injected STT failure hits a request
+    # the turn needs, not an early one whose failure is no error of its own.
+    cfg = config(vad={"speculate_seconds": 0.16})
     speaker = FakeSpeaker()
     synthesizer = FakeSynthesizer()
 
