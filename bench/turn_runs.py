@@ -202,6 +202,8 @@ async def run_turn(
         intents=models.intents,
         turn_detector=detector if mode == "smart" else None,
     )
+    await runtime.work.time_transcriber()  # as lingling run does at start, before any command
+    stt.requests.clear()
     await asyncio.wait_for(runtime.run(), 90)
     record = log.records[0] if log.records else None
     true_end = mic.heard_at(clip.true_end)

@@ -301,3 +301,25 @@ async def test_a_slow_transcriber_gets_no_request_before_the_margin() -> None:
     trailing = [len(pcm.rsplit(SPEECH, 1)[1]) // len(SILENCE) for pcm in rig.transcriber.received]
     assert trailing == [1, 2, 2]
     assert rig.recorder.transcripts == ["turn on the kitchen light"]
+
+
+async def test_a_slow_transcriber_timed_at_start_gets_no_early_request_at_all() -> None:
+    rig = intents_rig("Turn on the kitchen light.")
+    rig.settings = EARLY
+    rig.transcriber.delay_seconds = 0.1  # slower than the 0.08 s between pause and margin
+    rig.turn_detector = FakeTurnDetector(0.9)
+    await rig.runtime.work.time_transcriber()  # what lingling run does at start
+    assert len(rig.transcriber.received) == 1  # half a second of silence
+    await rig.runtime.work.time_transcriber()  # once: it is known now
+    assert len(rig.transcriber.received) == 1
+    await rig.run()
+    _, *turn = rig.transcriber.received
+    assert len(turn) == 1  # the margin's request only: no guess before it
+    assert rig.recorder.transcripts == ["Turn on the kitchen light."]
+
+
+async def test_the_transcriber_is_not_timed_without_early_guesses() -> None:
+    rig = intents_rig("Turn on the kitchen light.")  # speculate_seconds at the margin
+    rig.settings = {"vad": {"speculate_seconds": 0.16}}
+    await rig.runtime.work.time_transcriber()
+    assert rig.transcriber.received == []

@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from assistant.config import Config
+from assistant.core.audioformat import SAMPLE_RATE_HZ, SAMPLE_WIDTH_BYTES
 from assistant.core.conversation import Conversation, ToolStep, asks_question
 from assistant.core.events import (
     Event,
@@ -39,7 +40,7 @@ from assistant.core.ports import Chat, Speaker, Synthesizer, ToolCall, Transcrib
 from assistant.core.sentences import SentenceSplitter, first_clause
 from assistant.core.timers import TIMER_INTENTS
 from assistant.core.turn_end import weigh_words
-from assistant.errors import ChatError
+from assistant.errors import AssistantError, ChatError
 from assistant.runtime.observer import Stopwatch
 from assistant.runtime.speculation import Guess, Outlet, Prepared, Speculation, SpeculationStats
 
@@ -160,6 +161,20 @@ class TurnWork:
         watch.mark("transcribed")
         _LOGGER.info("heard %r", text)
         self._feed(Transcribed(turn, text))
+
+    async def time_transcriber(self) -> None:
+        """Transcribe half a second of silence, to know already at the first command whether the
+        transcriber is fast enough for a guess before the margin (see ``speculate``); it also
+        wakes whisper-server's first inference up. A failure is no error: a turn will tell.
+        Only with such guesses (``vad.speculate_seconds`` below ``margin_seconds``)."""
+        vad = self._config.vad
+        early = vad.end_of_turn == "smart" and 0 < vad.speculate_seconds < vad.margin_seconds
+        if not early or self._stt_seconds is not None:
+            return
+        try:
+            await self._transcribe(bytes(SAMPLE_RATE_HZ * SAMPLE_WIDTH_BYTES // 2))
+        except AssistantError as err:
+            _LOGGER.debug("could not time the transcriber: %s", err)
 
     async def _transcribe(self, pcm: bytes) -> str:
         """``pcm``'s words, noting how long the transcriber took."""

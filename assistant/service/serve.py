@@ -206,8 +206,9 @@ async def _serve(
     watchdog = asyncio.get_running_loop().create_task(watchdog_loop(notifier, lambda: True))
     if bridge is not None:
         bridge.start()
-    # Connect to both servers now, in the background: the first turn does not pay for it.
-    warming = asyncio.gather(transcriber.warm_up(), chat.warm_up())
+    # Connect to both servers now, in the background: the first turn does not pay for it (nor
+    # for not knowing whether the transcriber is fast enough for an early guess).
+    warming = asyncio.gather(transcriber.warm_up(), chat.warm_up(), runtime.work.time_transcriber())
     try:
         if options.listen_once:
             await _one_turn(runtime, ended)
