@@ -20,14 +20,10 @@ from tests.support.broker import Broker, Subscriber, eventually
 from tests.support.broker import broker_fixture as broker_fixture  # the broker fixture
 from tests.support.fakes import (
     EndlessMicrophone,
-    FakeChat,
     FakeSpeaker,
-    FakeSynthesizer,
-    FakeTranscriber,
-    FakeVad,
-    FakeWakeWord,
 )
 from tests.support.models import require_model
+from tests.support.rig import runtime_on_fakes
 
 SITE = "hall"
 BASE = f"lingling/{SITE}"
@@ -49,15 +45,10 @@ async def satellite(
         loop=asyncio.get_running_loop(),
         wake_words=wake_words.options if wake_words is not None else (),
     )
-    runtime = Runtime(
+    runtime = runtime_on_fakes(
         config,
         microphone=mic,
         speaker=speaker,
-        wake_word=FakeWakeWord(),
-        vad=FakeVad(),
-        transcriber=FakeTranscriber(),
-        chat=FakeChat(),
-        synthesizer=FakeSynthesizer(),
         observers=[bridge],
         wake_words=wake_words,
     )

@@ -38,15 +38,10 @@ from tests.support.broker import (
 from tests.support.fakes import (
     SILENCE,
     SPEECH,
-    FakeChat,
     FakeMicrophone,
     FakeSpeaker,
-    FakeSynthesizer,
-    FakeTranscriber,
-    FakeVad,
-    FakeWakeWord,
 )
-from tests.support.rig import AWAKE, Recorder
+from tests.support.rig import AWAKE, Recorder, runtime_on_fakes
 from tests.support.scenarios import Scenario, noise, recording, write_wav
 from tests.support.servers import FakeLlamaServer, FakeWhisperServer
 
@@ -121,15 +116,10 @@ def satellite(
     microphone = FakeMicrophone(
         audio, realtime=True, seconds_per_frame=SECONDS_PER_FRAME, waits=waits or {}
     )
-    runtime = Runtime(
+    runtime = runtime_on_fakes(
         config,
         microphone=microphone,
         speaker=speaker,
-        wake_word=FakeWakeWord(),
-        vad=FakeVad(),
-        transcriber=FakeTranscriber(),
-        chat=FakeChat(),
-        synthesizer=FakeSynthesizer(),
         observers=[log, bridge, claims],
         claims=claims if config.mqtt.arbitration else None,
     )

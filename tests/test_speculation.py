@@ -94,12 +94,21 @@ async def test_confident_audio_ends_a_neutral_request_at_the_pause() -> None:
     assert record.speculation == {"transcripts": 1, "replies": 1, "used": "reply"}
 
 
-async def test_unfinished_words_wait_past_the_hangover_whatever_the_audio_says() -> None:
+@pytest.mark.parametrize(
+    ("text", "probability"),
+    [
+        ("Set a timer for", 0.97),  # unfinished words, whatever the audio says
+        ("What is the weather like", 0.02),  # the audio is sure the speaker goes on
+    ],
+)
+async def test_a_sentence_not_over_waits_past_the_hangover_up_to_the_cap(
+    text: str, probability: float
+) -> None:
     command = frames((SILENCE, 3), (WAKE, 1), (SPEECH, 10), (SILENCE, 30))
     rig = Rig(
         FakeMicrophone(command),
-        transcriber=FakeTranscriber(text="Set a timer for"),
-        turn_detector=FakeTurnDetector(0.97),
+        transcriber=FakeTranscriber(text=text),
+        turn_detector=FakeTurnDetector(probability),
     )
     ends = end_frames(rig)
     await rig.run()
@@ -133,20 +142,6 @@ async def test_audio_sure_the_speaker_goes_on_waits_past_the_hangover(
     (record,) = rig.recorder.turns
     assert rig.transcriber.received[-1].count(SPEECH) == speech_heard
     assert record.end_reason == reason
-
-
-async def test_audio_sure_the_speaker_goes_on_waits_up_to_the_cap() -> None:
-    command = frames((SILENCE, 3), (WAKE, 1), (SPEECH, 10), (SILENCE, 30))
-    rig = Rig(
-        FakeMicrophone(command),
-        transcriber=FakeTranscriber(text="What is the weather like"),
-        turn_detector=FakeTurnDetector(0.02),
-    )
-    ends = end_frames(rig)
-    await rig.run()
-    (record,) = rig.recorder.turns
-    assert record.end_reason == "cap"
-    assert ends[0] >= 13 + 19  # max_pause_seconds, 1.5 s = 19 frames of silence
 
 
 async def test_speech_resuming_drops_the_prepared_reply_unheard_and_closes_its_stream() -> None:

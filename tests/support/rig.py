@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,7 +13,7 @@ from assistant.config import Config, IntentsConfig
 from assistant.core.commands import Earcon, Phase
 from assistant.core.events import RecognizedIntent
 from assistant.core.intents import Intents
-from assistant.core.ports import ClaimChannel, TurnDetector
+from assistant.core.ports import ClaimChannel, Microphone, Speaker, TurnDetector
 from assistant.runtime.observer import Observer, TurnRecord
 from assistant.runtime.runtime import Runtime
 from tests.support.fakes import (
@@ -133,6 +133,27 @@ class Rig:
             audio_clock=self.audio_clock,
             claims=self.claims,
         )
+
+
+def runtime_on_fakes(
+    config: Config,
+    *,
+    microphone: Microphone,
+    speaker: Speaker,
+    observers: Sequence[Observer],
+    **options: Any,
+) -> Runtime:
+    """A runtime whose models and servers are fakes (``options`` replaces any of them, or adds
+    the runtime's other arguments)."""
+    parts: dict[str, Any] = {
+        "wake_word": FakeWakeWord(),
+        "vad": FakeVad(),
+        "transcriber": FakeTranscriber(),
+        "chat": FakeChat(),
+        "synthesizer": FakeSynthesizer(),
+        **options,
+    }
+    return Runtime(config, microphone=microphone, speaker=speaker, observers=observers, **parts)
 
 
 DEFAULT_INTENTS = Path(__file__).resolve().parents[2] / "intents"
