@@ -89,9 +89,6 @@ from assistant.runtime.wake_words import WakeWordChoice
 _LOGGER = logging.getLogger(__name__)
 
 RECONNECT_SECONDS: Final = 0.5
-TICK_SECONDS: Final = 1.0
-TIMERS_PUBLISH_TICKS: Final = 10
-"""While a timer runs, its state is published every 10 ticks (10 s)."""
 MAX_RECONNECT_SECONDS: Final = 30.0
 
 
@@ -210,7 +207,7 @@ class Runtime:
         if self.wake_words is not None:
             self.reporter.tell("wake_word_changed", self.wake_words.selected)
         self.timers.tick()  # timers that finished while Lingling was down ring now, once
-        keeping_time = asyncio.get_running_loop().create_task(self._keep_time())
+        keeping_time = asyncio.get_running_loop().create_task(self.timers.keep_time())
         try:
             await self._listen()
             # The input has ended: let a command that was being said end in silence.
@@ -373,16 +370,6 @@ class Runtime:
         self._task.cancel()
         self.work.drop_speculation()
         self._speaker.stop()
-
-    async def _keep_time(self) -> None:
-        """Timers come due even when no audio comes; while one runs, say so every 10 s."""
-        seconds = 0
-        while True:
-            await asyncio.sleep(TICK_SECONDS)
-            self.timers.tick()
-            seconds += 1
-            if seconds % TIMERS_PUBLISH_TICKS == 0 and self.timers.book.next_due() is not None:
-                self.timers.publish()
 
     def _play_earcon(self, turn: int, earcon: Earcon) -> None:
         async def play() -> None:

@@ -24,6 +24,9 @@ from assistant.runtime.state_files import write_json
 _LOGGER = logging.getLogger(__name__)
 
 STATE_DIRECTORY_ENV: Final = "STATE_DIRECTORY"
+TICK_SECONDS: Final = 1.0
+PUBLISH_TICKS: Final = 10
+"""While a timer runs, its state is published every 10 ticks (10 s)."""
 
 TimerList = list[dict[str, Any]]
 Tell = Callable[[TimerList, Mapping[str, Any] | None], None]
@@ -90,6 +93,16 @@ class TimerService:
             _LOGGER.info("timer %s finished", change.timer.name or change.timer.id)
             if self.feed is not None:
                 self.feed(TimerFinished(change.timer.name))
+
+    async def keep_time(self) -> None:
+        """Timers come due even when no audio comes; while one runs, say so every 10 s."""
+        seconds = 0
+        while True:
+            await asyncio.sleep(TICK_SECONDS)
+            self.tick()
+            seconds += 1
+            if seconds % PUBLISH_TICKS == 0 and self.book.next_due() is not None:
+                self.publish()
 
     def publish(self) -> None:
         """Tell the observers where the timers stand (every few seconds while one runs)."""
