@@ -1,7 +1,8 @@
 """The MQTT bridge: publishes what Lingling does, hands commands to the runtime.
 
 paho-mqtt runs the connection on its own thread (``loop_start``) and reconnects by itself with
-backoff. The observer hooks run on the event loop and only call ``client.publish``, which queues;
+backoff. The observer hooks (``assistant.mqtt.reports``) run on the event loop and only call
+``client.publish``, which queues;
 ``on_message`` runs on paho's thread and only parses and hands requests to the loop.
 
 QoS 1 messages published while the broker is away stay in paho's queue (unbounded, see
@@ -16,7 +17,6 @@ import logging
 import os
 import random
 import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
@@ -24,19 +24,18 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
 
 from assistant.config import MqttConfig
-from assistant.core.commands import Phase
 from assistant.errors import ConfigError
 from assistant.mqtt import hermes
 from assistant.mqtt.client import ClientFactory, make_client, secure, stop_loop
 from assistant.mqtt.discovery import (
     MUTE_OFF,
-    MUTE_ON,
     OFFLINE,
     ONLINE,
     Topics,
     device_config,
     site_name,
 )
+from assistant.mqtt.reports import Reports
 from assistant.mqtt.requests import (
     HERMES_COMMANDS,
     HERMES_SAY,
@@ -46,7 +45,6 @@ from assistant.mqtt.requests import (
     SayRequested,
     parse,
 )
-from assistant.runtime.observer import Observer, RecognizedIntent, TurnRecord
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -55,7 +53,7 @@ _PREVIEW_BYTES: Final = 80
 RequestHandler = Callable[[RemoteRequest], None]
 
 
-class MqttBridge(Observer):
+class MqttBridge(Reports):
     """Publishes states, turns and intents; obeys commands; announces itself to Home Assistant."""
 
     def __init__(
@@ -81,8 +79,7 @@ class MqttBridge(Observer):
         self._wake_words = tuple(wake_words)
         self._rediscovery_delay_seconds = rediscovery_delay_seconds
         self._lock = threading.RLock()  # the remembered state and its publication, both threads
-        self._retained: dict[str, str] = {self.topics.mute: MUTE_OFF}
-        """The states last published (retained), by topic: published again on reconnecting."""
+        self._retained = {self.topics.mute: MUTE_OFF}
         self._connected = False
         self._outage_logged = False
         self._started = False
@@ -306,12 +303,6 @@ class MqttBridge(Observer):
         for topic, payload in self._retained.items():
             self._publish_now(topic, payload, qos=1, retain=True)
 
-    def _retain(self, topic: str, payload: str) -> None:
-        """Publish a state, retained, and remember it for the next connection."""
-        with self._lock:
-            self._retained[topic] = payload
-            self._publish(topic, payload, qos=1, retain=True)
-
     def _publish_now(self, topic: str, payload: str, *, qos: int, retain: bool = False) -> None:
         try:
             info = self.client.publish(topic, payload, qos=qos, retain=retain)
@@ -324,94 +315,6 @@ class MqttBridge(Observer):
     def _publish(self, topic: str, payload: str, *, qos: int, retain: bool = False) -> None:
         if not self._stopping:
             self._publish_now(topic, payload, qos=qos, retain=retain)
-
-    def _hermes(self, *messages: hermes.Message | None, qos: int = 0) -> None:
-        if self._config.hermes:
-            for message in messages:
-                if message is not None:
-                    self._publish(message[0], _json(message[1]), qos=qos)
-
-    def publish(self, topic: str, payload: str, *, qos: int = 1, retain: bool = False) -> None:
-        """Publish any message (an intent's MQTT action); queued like the rest, never raises."""
-        self._publish(topic, payload, qos=qos, retain=retain)
-
-    # -- Observer hooks (the loop's thread; they only queue) ------------------------------------
-
-    def state_entered(self, phase: Phase, turn: int, t_seconds: float) -> None:
-        self._retain(self.topics.state, str(phase))
-        if phase is Phase.TRANSCRIBING:
-            self._transcribing_since = time.monotonic()
-
-    def wake_detected(self, turn: int, wake_word: str | None, score: float | None) -> None:
-        payload = {"wake_word": wake_word, "score": score, "turn": turn}
-        self._publish(self.topics.wake, _json(payload), qos=0)
-        with self._lock:
-            self._hermes(*self._dialogue.began(turn, wake_word))
-
-    def transcript_ready(self, turn: int, text: str) -> None:
-        with self._lock:
-            self._retain(self.topics.transcript, _json({"text": text, "turn": turn}))
-            since = self._transcribing_since
-            seconds = time.monotonic() - since if since is not None else 0.0
-            self._hermes(self._dialogue.heard(turn, text, seconds))
-
-    def intent_recognized(self, turn: int, intent: RecognizedIntent) -> None:
-        payload = {
-            "event_type": intent.name,  # what Home Assistant's event entity needs
-            "intent": intent.name,
-            "slots": dict(intent.slots),
-            "text": intent.text,
-            "source": intent.source,
-            "turn": turn,
-        }
-        self._publish(self.topics.intent, _json(payload), qos=1)
-        session = self._dialogue.session(turn)
-        self._hermes(
-            hermes.intent(self.site, session, intent.name, intent.slots, intent.text), qos=1
-        )
-
-    def intent_not_recognized(self, turn: int, text: str) -> None:
-        self._hermes(hermes.intent_not_recognized(self.site, self._dialogue.session(turn), text))
-
-    def response_ready(self, turn: int, text: str) -> None:
-        self._retain(self.topics.response, _json({"text": text, "turn": turn}))
-
-    def error_reported(self, turn: int | None, code: str, message: str, phase: Phase) -> None:
-        payload = {"code": code, "message": message, "state": str(phase), "turn": turn}
-        self._publish(self.topics.error, _json(payload), qos=1)
-
-    def turn_finished(self, record: TurnRecord) -> None:
-        outcome = str(record.outcome) if record.outcome is not None else None
-        payload = {"turn": record.turn, "outcome": outcome, **record.timings_ms()}
-        self._publish(self.topics.timings, _json(payload), qos=1)
-        self._hermes(self._dialogue.ended(record.turn, record.outcome, record.error))
-
-    def action_requested(self, turn: int, topic: str, payload: str, qos: int, retain: bool) -> None:
-        self.publish(topic, payload, qos=qos, retain=retain)
-
-    def mute_changed(self, muted: bool) -> None:
-        self._retain(self.topics.mute, MUTE_ON if muted else MUTE_OFF)
-
-    def timers_changed(
-        self, timers: list[dict[str, Any]], change: Mapping[str, Any] | None
-    ) -> None:
-        self._retain(self.topics.timers, _json(timers))
-        if change is not None:
-            self._publish(self.topics.timer, _json(change), qos=1)
-
-    def volume_changed(self, level: int) -> None:
-        self._retain(self.topics.volume, str(level))
-
-    def wake_word_changed(self, name: str) -> None:
-        self._retain(self.topics.wake_word, name)
-
-    def announcement_finished(self, request_id: str | None) -> None:
-        with self._lock:
-            self._hermes(self._dialogue.say_finished(request_id))
-
-
-def _json(value: object) -> str:
-    return json.dumps(value, ensure_ascii=False, default=str)
 
 
 def _preview(payload: bytes) -> str:
