@@ -31,6 +31,11 @@ DECISIONS: list[tuple[float, float | None, Words | None, EndReason | None]] = [
     (0.24, 0.8, W.NEUTRAL, R.AUDIO),
     (0.24, 0.5, W.NEUTRAL, R.AUDIO),
     (0.24, 0.49, W.NEUTRAL, None),
+    # no words yet (a click before the command made the pause): the audio alone never ends it
+    (0.24, 0.98, W.EMPTY, None),
+    (0.4, 0.98, W.EMPTY, None),
+    (0.72, 0.98, W.EMPTY, R.SILENCE),
+    (1.2, 0.02, W.EMPTY, None),  # the audio sure the speaker goes on: up to the cap
     # unfinished words: never at the pause, whatever the audio says (synthetic voices fool it)
     (0.24, 0.98, W.UNFINISHED, None),
     (0.7, 0.98, W.UNFINISHED, None),
@@ -80,7 +85,8 @@ def _intents(text: str) -> bool:
         ("Set a timer for twenty minutes", W.NEUTRAL),
         ("Turn it on", W.NEUTRAL),  # "on" may end a request
         ("Tell me a story about the sea.", W.NEUTRAL),
-        ("", W.NEUTRAL),
+        ("", W.EMPTY),
+        (" ... ", W.EMPTY),
     ],
 )
 def test_the_words(text: str, words: Words) -> None:

@@ -8,9 +8,10 @@ At a short pause the runtime gathers two kinds of evidence:
   for", "turn on the", "and", "um") is unfinished, whatever the audio says.
 
 ``decide`` turns (silence so far, audio probability, words) into the reason to end now, or None
-to keep listening: complete and not contradicted → now; unfinished words, or the audio sure the
-speaker goes on (and the words not complete) → up to ``cap_seconds``; otherwise up to
-``silence_seconds`` (the fixed hangover, as without evidence).
+to keep listening: complete and not contradicted → now; neutral words and a confident audio → now;
+unfinished words, or the audio sure the speaker goes on (and the words not complete) → up to
+``cap_seconds``; otherwise (no words yet among them) up to ``silence_seconds`` (the fixed
+hangover, as without evidence).
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ class Words(StrEnum):
     """It ends where a request cannot end."""
     NEUTRAL = "neutral"
     """The words say neither."""
+    EMPTY = "empty"
+    """No words yet (a click or a breath made the pause): the audio alone does not end the turn
+    on them, only the hangover does."""
 
 
 class EndReason(StrEnum):
@@ -130,8 +134,8 @@ def weigh_words(text: str, is_complete: Callable[[str], bool]) -> Words:
     """What a transcript says about the end of the turn; ``is_complete`` tells a whole request
     (the local intent matcher)."""
     stripped = text.strip()
-    if not stripped:
-        return Words.NEUTRAL
+    if not _WORD.search(stripped):
+        return Words.EMPTY
     if stripped.endswith((",", "-", "…", "...", ";", ":")):
         return Words.UNFINISHED  # whisper marks a sentence cut short this way
     words = _WORD.findall(_TRAILING_PUNCTUATION.sub("", stripped).lower())
