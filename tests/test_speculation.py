@@ -13,6 +13,7 @@ from tests.support.fakes import (
     SILENCE,
     SPEECH,
     WAKE,
+    FailingTurnDetector,
     FakeMicrophone,
     FakeTranscriber,
     FakeTurnDetector,
@@ -92,6 +93,44 @@ async def test_confident_audio_ends_a_neutral_request_at_the_pause() -> None:
     assert ends[0] < HANGOVER_END
     assert len(rig.chat.requests) == 1
     assert record.speculation == {"transcripts": 1, "replies": 1, "used": "reply"}
+
+
+async def test_no_words_at_a_pause_are_not_ended_by_the_audio_alone() -> None:
+    # A click or a breath made the pause: the model may be sure, but there is nothing to answer.
+    rig = Rig(
+        FakeMicrophone(COMMAND),
+        transcriber=FakeTranscriber(text=""),
+        turn_detector=FakeTurnDetector(0.98),
+    )
+    ends = end_frames(rig)
+    await rig.run()
+    assert ends[0] >= HANGOVER_END
+
+
+async def test_a_failing_end_of_turn_model_leaves_the_words_and_the_hangover_to_decide(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    detector = FailingTurnDetector()
+    rig = Rig(FakeMicrophone(COMMAND), turn_detector=detector)
+    ends = end_frames(rig)
+    await rig.run()
+    (record,) = rig.recorder.turns
+    assert record.end_reason == "silence"
+    assert ends[0] >= HANGOVER_END
+    assert rig.recorder.states == WHOLE_TURN  # answered; the runtime goes on
+    assert detector.calls >= 1
+    assert "end-of-turn model failed at a pause" in caplog.text
+
+
+async def test_complete_words_end_the_turn_at_the_pause_when_the_model_fails() -> None:
+    rig = intents_rig("Turn on the kitchen light.")
+    rig.turn_detector = FailingTurnDetector()
+    ends = end_frames(rig)
+    await rig.run()
+    (record,) = rig.recorder.turns
+    assert record.end_reason == "words"
+    assert ends[0] < HANGOVER_END
+    assert log(rig).intents == [("HassTurnOn", {"name": "kitchen light"}, "local")]
 
 
 @pytest.mark.parametrize(

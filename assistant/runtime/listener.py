@@ -38,6 +38,7 @@ from assistant.core.events import (
 from assistant.core.ports import TurnDetector, Vad, WakeWord
 from assistant.core.stop_word import BurstPolicy, Bursts
 from assistant.core.turn_end import TurnPolicy, Words
+from assistant.errors import ModelError
 from assistant.runtime.arbiter import WAKE_LEVEL_FRAMES, wake_level_dbfs
 
 _LOGGER = logging.getLogger(__name__)
@@ -216,7 +217,13 @@ class Listener:
         loop = asyncio.get_running_loop()
         start = command.endpointer.command_frames().start
         pcm = b"".join(command.frames[start:])
-        probability = await loop.run_in_executor(self._onnx, self._turn_detector.probability, pcm)
+        try:
+            probability = await loop.run_in_executor(
+                self._onnx, self._turn_detector.probability, pcm
+            )
+        except ModelError as err:  # the words and the hangover decide without it
+            _LOGGER.warning("end-of-turn model failed at a pause: %s", err)
+            return
         _LOGGER.debug("end of turn at a pause: %.3f", probability)
         if self._command is command:
             endpoint = command.endpointer.weigh(audio=probability)

@@ -14,7 +14,7 @@ from assistant.adapters.whisper import WhisperTranscriber
 from assistant.config import Config
 from assistant.core.audioformat import FRAME_BYTES
 from assistant.core.ports import ChatChunk, Detection, Message, ToolCall
-from assistant.errors import AssistantError
+from assistant.errors import AssistantError, ModelError
 from assistant.runtime.observer import Observer
 
 SILENCE = bytes(FRAME_BYTES)
@@ -234,6 +234,17 @@ class HeldTurnDetector:
         if not self._released.wait(timeout=5):
             raise TimeoutError("HeldTurnDetector was never released")
         return self.probability_of_end
+
+
+@dataclass
+class FailingTurnDetector:
+    """An end-of-turn model whose every call fails as onnxruntime's would (a ``ModelError``)."""
+
+    calls: int = 0
+
+    def probability(self, pcm: bytes) -> float:
+        self.calls += 1
+        raise ModelError("turn model failed: [ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION")
 
 
 @dataclass
