@@ -105,11 +105,12 @@ class VadConfig(_Section):
     speculate_seconds: Annotated[float, _between(0.0, 5.0)] = 0.08
     """A pause: after this much silence the command is transcribed already, in case it has ended
     (with ``end_of_turn: smart`` the end is decided and the reply prepared here too); if speech
-    resumes it is all dropped. 0 turns it off. Below ``margin_seconds`` (``smart`` only; with
-    ``silence`` it counts as ``margin_seconds``), the audio there is is sent and the reply
-    prepared from its words, but the command is not ended on them (its last sound may be
-    missing): once the margin is heard it is transcribed again (and the end-of-turn model
-    scores it), and ended on those words; the prepared reply is kept if they are the same. Two
+    resumes it is all dropped. 0 turns it off; otherwise it is below ``silence_seconds``. Below
+    ``margin_seconds`` (``smart`` only; with ``silence`` it counts as ``margin_seconds``), the
+    audio there is is sent and the reply prepared from its words, but the command is not ended
+    on them (its last sound may be missing): once the margin is heard it is transcribed again
+    (and the end-of-turn model scores it), and ended on those words; the prepared reply is kept
+    if they are the same. Two
     requests a pause: once a transcription has taken longer than the gap between the two, the
     early one is no longer asked for (a one-at-a-time whisper-server would make the second
     wait)."""
@@ -139,6 +140,12 @@ class VadConfig(_Section):
             if (value := getattr(self, key)) > self.turn_threshold:
                 limit = self.turn_threshold
                 raise ValueError(f"{key} ({value:g}) must not be above turn_threshold ({limit:g})")
+        if self.speculate_seconds >= self.silence_seconds:
+            raise ValueError(
+                f"speculate_seconds ({self.speculate_seconds:g}) must be below silence_seconds "
+                f"({self.silence_seconds:g}): no pause would come before the end (0 turns pauses "
+                "off)"
+            )
         return self
 
 

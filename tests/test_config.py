@@ -131,6 +131,10 @@ def test_per_word_settings_fall_back_to_the_section() -> None:
             "vad: turn_doubt_below (0.4) must not be above turn_threshold (0.3)",
         ),
         ("vad: {turn_unfinished_below: -0.1}", "vad.turn_unfinished_below: must be between 0"),
+        (
+            "vad: {speculate_seconds: 0.7}",
+            "vad: speculate_seconds (0.7) must be below silence_seconds (0.7)",
+        ),
         ("stt: {url: localhost:8080}", "stt.url: must be an http:// or https:// URL"),
         ("stt: {timeout_seconds: 0}", "stt.timeout_seconds: must be greater than 0"),
         ("llm: {history_turns: -1}", "llm.history_turns: input should be greater than or equal"),

@@ -133,11 +133,11 @@ CASES: dict[str, Case] = {
         (0, 11),
         {"silence_seconds": 0.48, "speculate_seconds": 0.16, "max_command_seconds": 2.0},
     ),
-    "no pause when it would come with the end": Case(
+    "no pause when it would come with the end (the margin is longer than the hangover)": Case(
         [S] * 5 + [N] * 4,
         {1: STARTED, 7: ENDED},
-        (0, 6),
-        {"speculate_seconds": 0.4},
+        (0, 8),  # the margin takes every silent frame up to the end
+        {"speculate_seconds": 0.16, "margin_seconds": 0.4},
     ),
     "no pause after a blip too short to be worth a guess": Case(
         [S] * 3 + [N] * 7,
