@@ -10,6 +10,7 @@ them.
 from __future__ import annotations
 
 import itertools
+import re
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -41,18 +42,21 @@ GAP_SECONDS: Final = 0.3
 """Between the wake word and the command."""
 TRAIL_SECONDS: Final = 2.5
 """After the command: longer than any wait for the end (``max_pause_seconds`` 1.5 s + the VAD)."""
+_PUNCTUATION: Final = re.compile(r"[,.;:!?]")
 RECORDED_WAKE_SECONDS: Final = 1.3
 """wyoming_hey_jarvis.wav: "hey jarvis" ends at 1.16 s; a breath follows at 1.56 s."""
 RECORDED: Final = {
     # Segments (text, start s, end s), read from the waveform's 10 ms RMS envelope (where it
     # stays above 3 % of its peak). JFK's "country" ends at 10.2 s: what follows is the crowd;
-    # before "yes" a click (0.20-0.35 s) is not a word.
+    # before "yes" a click (0.20-0.35 s) is not a word. JFK's words are punctuated as whisper.cpp
+    # writes the clip (its README: "And so my fellow Americans, ask not what your country can do
+    # for you, ask what you can do for your country."); ``punctuated=False`` takes it away.
     "jfk": (
-        ("And so my fellow Americans", 0.33, 2.12),
+        ("And so my fellow Americans,", 0.33, 2.12),
         ("ask", 3.28, 3.66),
         ("not", 4.02, 4.28),
-        ("what your country can do for you", 5.40, 7.56),
-        ("ask what you can do for your country", 8.19, 10.20),
+        ("what your country can do for you,", 5.40, 7.56),
+        ("ask what you can do for your country.", 8.19, 10.20),
     ),
     "speechcommands_yes_1000ms": (("yes", 0.47, 0.82),),
     "speechcommands_no_1000ms": (("no", 0.47, 0.77),),
@@ -128,18 +132,24 @@ def piper_command(
     return Command("piper", voice, audio, _split(audio, first, second, gaps), wake, pause_seconds)
 
 
-def recorded_command(name: str) -> Command:
-    """A recording of ``RECORDED``, after a person saying the wake word."""
+def recorded_command(name: str, *, punctuated: bool = True) -> Command:
+    """A recording of ``RECORDED``, after a person saying the wake word; its words without
+    punctuation unless ``punctuated``."""
     audio = recording(name)
     segments = tuple(
-        Segment(text, round(start * SAMPLE_RATE_HZ), round(stop * SAMPLE_RATE_HZ))
+        Segment(
+            text if punctuated else _PUNCTUATION.sub("", text),
+            round(start * SAMPLE_RATE_HZ),
+            round(stop * SAMPLE_RATE_HZ),
+        )
         for text, start, stop in RECORDED[name]
     )
     wake = recording("wyoming_hey_jarvis")[: round(RECORDED_WAKE_SECONDS * SAMPLE_RATE_HZ)]
     pause = max(
         ((b.start - a.stop) / SAMPLE_RATE_HZ for a, b in itertools.pairwise(segments)), default=0.0
     )
-    return Command("recorded", name.removeprefix("speechcommands_"), audio, segments, wake, pause)
+    voice = name.removeprefix("speechcommands_") + ("" if punctuated else ", no punctuation")
+    return Command("recorded", voice, audio, segments, wake, pause)
 
 
 def _longest(runs: list[slice]) -> slice:
