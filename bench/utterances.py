@@ -10,7 +10,6 @@ them.
 from __future__ import annotations
 
 import itertools
-import re
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Final
 
 from assistant.core.audioformat import SAMPLE_RATE_HZ, SAMPLE_WIDTH_BYTES
 from tests.support.scenarios import (
+    RECORDED_WORDS,
     Audio,
     Scenario,
     concat,
@@ -28,6 +28,7 @@ from tests.support.scenarios import (
     speak_piper,
     speak_ssml,
     stretch_pause,
+    unpunctuated,
 )
 
 PIPER_VOICE: Final = "piper/en_US-joe-medium.onnx"
@@ -42,25 +43,8 @@ GAP_SECONDS: Final = 0.3
 """Between the wake word and the command."""
 TRAIL_SECONDS: Final = 2.5
 """After the command: longer than any wait for the end (``max_pause_seconds`` 1.5 s + the VAD)."""
-_PUNCTUATION: Final = re.compile(r"[,.;:!?]")
 RECORDED_WAKE_SECONDS: Final = 1.3
 """wyoming_hey_jarvis.wav: "hey jarvis" ends at 1.16 s; a breath follows at 1.56 s."""
-RECORDED: Final = {
-    # Segments (text, start s, end s), read from the waveform's 10 ms RMS envelope (where it
-    # stays above 3 % of its peak). JFK's "country" ends at 10.2 s: what follows is the crowd;
-    # before "yes" a click (0.20-0.35 s) is not a word. JFK's words are punctuated as whisper.cpp
-    # writes the clip (its README: "And so my fellow Americans, ask not what your country can do
-    # for you, ask what you can do for your country."); ``punctuated=False`` takes it away.
-    "jfk": (
-        ("And so my fellow Americans,", 0.33, 2.12),
-        ("ask", 3.28, 3.66),
-        ("not", 4.02, 4.28),
-        ("what your country can do for you,", 5.40, 7.56),
-        ("ask what you can do for your country.", 8.19, 10.20),
-    ),
-    "speechcommands_yes_1000ms": (("yes", 0.47, 0.82),),
-    "speechcommands_no_1000ms": (("no", 0.47, 0.77),),
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,16 +117,16 @@ def piper_command(
 
 
 def recorded_command(name: str, *, punctuated: bool = True) -> Command:
-    """A recording of ``RECORDED``, after a person saying the wake word; its words without
+    """A recording of ``RECORDED_WORDS``, after a person saying the wake word; its words without
     punctuation unless ``punctuated``."""
     audio = recording(name)
     segments = tuple(
         Segment(
-            text if punctuated else _PUNCTUATION.sub("", text),
+            text if punctuated else unpunctuated(text),
             round(start * SAMPLE_RATE_HZ),
             round(stop * SAMPLE_RATE_HZ),
         )
-        for text, start, stop in RECORDED[name]
+        for text, start, stop in RECORDED_WORDS[name]
     )
     wake = recording("wyoming_hey_jarvis")[: round(RECORDED_WAKE_SECONDS * SAMPLE_RATE_HZ)]
     pause = max(

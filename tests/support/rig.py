@@ -13,7 +13,7 @@ from assistant.config import Config, IntentsConfig
 from assistant.core.commands import Earcon, Phase
 from assistant.core.events import RecognizedIntent
 from assistant.core.intents import Intents
-from assistant.core.ports import ClaimChannel, Microphone, Speaker, TurnDetector
+from assistant.core.ports import ClaimChannel, Microphone, Speaker, TurnDetector, Vad
 from assistant.runtime.observer import Observer, TurnRecord
 from assistant.runtime.runtime import Runtime
 from tests.support.fakes import (
@@ -100,6 +100,7 @@ class Rig:
     settings: dict[str, Any] = field(default_factory=dict)
     intents: Intents | None = None
     turn_detector: TurnDetector | None = None
+    vad: Vad = field(default_factory=FakeVad)
     audio_clock: bool = False
     claims: ClaimChannel | None = None
     """Where wake word claims go (arbitration); None: none are made."""
@@ -123,7 +124,7 @@ class Rig:
             microphone=self.mic,
             speaker=self.speaker,
             wake_word=self.wake_word,
-            vad=FakeVad(),
+            vad=self.vad,
             transcriber=self.transcriber,
             chat=self.chat,
             synthesizer=self.synthesizer,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import wave
@@ -43,6 +44,31 @@ DATA_DIR: Final = Path(__file__).parent.parent / "data"
 VOICED_LEVEL: Final = 300
 """Samples louder than this (int16 units) count as voiced when speech is trimmed."""
 _CACHE_VERSION: Final = "1"
+
+RECORDED_WORDS: Final = {
+    # Segments (text, start s, end s), read from the waveform's 10 ms RMS envelope (where it
+    # stays above 3 % of its peak). JFK's "country" ends at 10.2 s: what follows is the crowd;
+    # before "yes" a click (0.20-0.35 s) is not a word. JFK's words are punctuated as whisper.cpp
+    # (ggml-base.en) writes the clip, its samples/jfk.wav (its README: "And so my fellow
+    # Americans, ask not what your country can do for you, ask what you can do for your
+    # country.").
+    "jfk": (
+        ("And so my fellow Americans,", 0.33, 2.12),
+        ("ask", 3.28, 3.66),
+        ("not", 4.02, 4.28),
+        ("what your country can do for you,", 5.40, 7.56),
+        ("ask what you can do for your country.", 8.19, 10.20),
+    ),
+    "speechcommands_yes_1000ms": (("yes", 0.47, 0.82),),
+    "speechcommands_no_1000ms": (("no", 0.47, 0.77),),
+}
+"""Recordings in ``tests/data``: the words said, with the second they start and end."""
+_PUNCTUATION: Final = re.compile(r"[,.;:!?]")
+
+
+def unpunctuated(text: str) -> str:
+    """``text`` as a transcriber that writes no punctuation would give it."""
+    return _PUNCTUATION.sub("", text)
 
 
 def cache_dir() -> Path:
