@@ -310,26 +310,27 @@ def punctuation(
     is_request: Callable[[str], bool],
 ) -> None:
     """The paused recording with whisper's punctuation (as in every other table) and without."""
-    bare = [t for t in turns if t.setting == BARE]
-    pairs = [(t, "as whisper.cpp writes the clip") for t in recorded if t.clip.command.paused]
-    pairs += [(t, "none") for t in bare]
+    bare = [(t, "none") for t in turns if t.setting == BARE]
     if not bare:
         return
+    kept = [(t, "as whisper.cpp writes the clip") for t in recorded if t.clip.command.paused]
     rows = []
-    for turn, marks in pairs:
-        paused_at = [turn.clip.where(s.pcm).stop for s in turn.scores]
-        heard = [
-            r.text
-            for r in turn.stt.requests
-            if turn.clip.where(r.pcm).stop in paused_at
-            and turn.clip.where(r.pcm).stop < turn.clip.true_end
-        ]
-        first = heard[0] if heard else ""
+    for turn, marks in kept + bare:
+        # the words the first pause was weighed on: those of an upload Smart Turn scored
+        scored = {turn.clip.where(s.pcm).stop for s in turn.scores}
+        first = next(
+            (
+                r.text
+                for r in turn.stt.requests
+                if (stop := turn.clip.where(r.pcm).stop) in scored and stop < turn.clip.true_end
+            ),
+            None,
+        )
         rows.append(
             (
                 marks,
                 first or "-",
-                weigh_words(first, is_request) if heard else "-",
+                weigh_words(first, is_request) if first is not None else "-",
                 turn.record.end_reason if turn.record else "missed",
                 "cut" if turn.cut else "",
                 turn.ms("first_audio"),

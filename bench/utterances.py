@@ -15,12 +15,13 @@ from functools import cached_property
 from pathlib import Path
 from typing import Final
 
-from assistant.core.audioformat import SAMPLE_RATE_HZ, SAMPLE_WIDTH_BYTES
+from assistant.core.audioformat import SAMPLE_RATE_HZ
 from tests.support.scenarios import (
     RECORDED_WORDS,
     Audio,
     Scenario,
     concat,
+    locate,
     quiet_runs,
     recording,
     silence,
@@ -180,13 +181,7 @@ class Clip:
 
     def where(self, pcm: bytes) -> slice:
         """The samples of the clip that ``pcm`` is (a ValueError when it is not in it)."""
-        at = self._haystack.find(pcm)
-        while at >= 0 and at % SAMPLE_WIDTH_BYTES:
-            at = self._haystack.find(pcm, at + 1)
-        if at < 0 or not pcm:
-            raise ValueError("audio not from this clip")
-        start = at // SAMPLE_WIDTH_BYTES
-        return slice(start, start + len(pcm) // SAMPLE_WIDTH_BYTES)
+        return locate(pcm, self._haystack)
 
     def words(self, pcm: bytes) -> str:
         """What ``pcm`` says: the segments wholly inside it."""

@@ -12,15 +12,21 @@ import pytest
 from assistant.adapters.silero import SileroVad
 from assistant.adapters.smart_turn import SmartTurn
 from assistant.config import VadConfig
-from assistant.core.audioformat import FRAME_BYTES, SAMPLE_RATE_HZ, SAMPLE_WIDTH_BYTES
-from tests.support.fakes import FakeMicrophone
+from assistant.core.audioformat import FRAME_SAMPLES, SAMPLE_RATE_HZ
+from tests.support.fakes import SILENCE, WAKE, FakeMicrophone
 from tests.support.models import require_model
 from tests.support.rig import Rig
-from tests.support.scenarios import RECORDED_WORDS, concat, recording, silence, unpunctuated
+from tests.support.scenarios import (
+    RECORDED_WORDS,
+    concat,
+    frames,
+    locate,
+    recording,
+    silence,
+    unpunctuated,
+)
 
-SILENT_FRAME = bytes(FRAME_BYTES)
-WAKE_FRAME = b"WAKE".ljust(FRAME_BYTES, b"\0")  # FakeWakeWord fires on it
-LEAD = [SILENT_FRAME] * 3 + [WAKE_FRAME]
+LEAD = [SILENCE] * 3 + [WAKE]  # FakeWakeWord fires on WAKE
 JFK = RECORDED_WORDS["jfk"]
 SENTENCE = " ".join(text for text, _, _ in JFK)
 
@@ -31,25 +37,18 @@ class WordsInAudio:
     sent (whisper's punctuation kept, or not), as a transcriber hears a piece of a sentence."""
 
     heard: bytes
-    """Everything the microphone gives, JFK's speech after ``LEAD``."""
+    """Everything the microphone gives: ``LEAD``, then the recording from its first sample."""
     punctuated: bool
     answers: list[str] = field(default_factory=list)
 
     async def transcribe(self, pcm: bytes) -> str:
-        at = self.heard.find(pcm)
-        while at % SAMPLE_WIDTH_BYTES:
-            at = self.heard.find(pcm, at + 1)
-        start_s = (at - len(LEAD) * FRAME_BYTES) / SAMPLE_WIDTH_BYTES / SAMPLE_RATE_HZ
-        stop_s = start_s + len(pcm) / SAMPLE_WIDTH_BYTES / SAMPLE_RATE_HZ
+        span = locate(pcm, self.heard)
+        lead = len(LEAD) * FRAME_SAMPLES
+        start_s, stop_s = ((i - lead) / SAMPLE_RATE_HZ for i in (span.start, span.stop))
         inside = [text for text, start, stop in JFK if start_s <= start and stop <= stop_s]
         answer = " ".join(inside) if self.punctuated else unpunctuated(" ".join(inside))
         self.answers.append(answer)
         return answer
-
-
-def frames_of(pcm: bytes) -> list[bytes]:
-    padded = pcm + bytes(-len(pcm) % FRAME_BYTES)
-    return [padded[i : i + FRAME_BYTES] for i in range(0, len(padded), FRAME_BYTES)]
 
 
 @pytest.mark.parametrize(
@@ -64,11 +63,10 @@ async def test_whispers_comma_keeps_a_real_speakers_pause_inside_the_turn(
 ) -> None:
     models = require_model("openwakeword/silero_vad.onnx").parent.parent
     turn_model = SmartTurn(require_model("turn/smart-turn-v3.2-cpu.onnx"))
-    speech = concat(recording("jfk"), silence(2.5)).tobytes()
-    heard = b"".join(LEAD) + speech
-    transcriber = WordsInAudio(heard, punctuated)
+    speech = frames(concat(recording("jfk"), silence(2.5)))
+    transcriber = WordsInAudio(b"".join([*LEAD, *speech]), punctuated)
     rig = Rig(
-        FakeMicrophone([*LEAD, *frames_of(speech)]),
+        FakeMicrophone([*LEAD, *speech]),
         turn_detector=turn_model,
         vad=SileroVad(VadConfig(), models),
         settings={"vad": {"speculate_seconds": 0.08}},  # the defaults: an early guess too

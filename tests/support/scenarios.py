@@ -71,6 +71,18 @@ def unpunctuated(text: str) -> str:
     return _PUNCTUATION.sub("", text)
 
 
+def locate(pcm: bytes, heard: bytes) -> slice:
+    """The samples of ``heard`` (int16 bytes) that ``pcm`` is; a ValueError when it is not in
+    it. How a fake transcriber tells which words a piece of the microphone's audio holds."""
+    at = heard.find(pcm)
+    while at >= 0 and at % SAMPLE_WIDTH_BYTES:
+        at = heard.find(pcm, at + 1)
+    if at < 0 or not pcm:
+        raise ValueError("audio not from this input")
+    start = at // SAMPLE_WIDTH_BYTES
+    return slice(start, start + len(pcm) // SAMPLE_WIDTH_BYTES)
+
+
 def cache_dir() -> Path:
     """Where generated speech is kept between runs."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
